@@ -1,0 +1,286 @@
+"""The 17 clinical variables of the mimic3-benchmarks line of work, mapped to MIMIC-IV item ids.
+
+One row of ``VARIABLES`` per variable, in channel order. Each variable lists the chartevents and
+labevents item ids it is read from, the unit rule of each item (see ``UnitRule``), and the plausible
+ranges of ../shared/MIMIC.md: values outside ``[drop_low, drop_high]`` are errors in the record and are
+dropped; values inside but outside ``[clip_low, clip_high]`` are clipped; ``normal`` imputes the hours
+before the first observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class UnitRule(StrEnum):
+    """How a raw item's value becomes the variable's canonical unit."""
+
+    NONE = "none"  # already in the canonical unit
+    FAHRENHEIT_TO_CELSIUS = "f_to_c"  # (v - 32) * 5/9
+    POUNDS_TO_KG = "lb_to_kg"  # v * 0.453592
+    INCHES_TO_CM = "in_to_cm"  # v * 2.54
+    PERCENT_TO_FRACTION = "pct_to_frac"  # v / 100 when v > 1 (FiO2 charted in %)
+    FRACTION_TO_PERCENT = "frac_to_pct"  # v * 100 when v <= 1 (SpO2 charted as a fraction)
+    GCS_TEXT = "gcs_text"  # valuenum holds the score; text only as a fallback
+    CAPILLARY_REFILL_TEXT = "cap_refill_text"  # "Normal <3 ..." -> 0, "Abnormal >3 ..." -> 1
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One clinical variable: where it is charted, how to convert it and its plausible ranges."""
+
+    name: str
+    label: str
+    chart_items: MappingProxyType[int, UnitRule]
+    lab_items: MappingProxyType[int, UnitRule]
+    drop_low: float
+    clip_low: float
+    normal: float
+    clip_high: float
+    drop_high: float
+    derived: bool = False  # computed from other variables (GCS total), never read from an item
+    unit: str = ""
+    categorical: bool = field(default=False)
+
+    @property
+    def item_ids(self) -> tuple[int, ...]:
+        return (*self.chart_items, *self.lab_items)
+
+
+def _items(mapping: dict[int, UnitRule] | None = None, *ids: int) -> MappingProxyType[int, UnitRule]:
+    rules = dict(mapping or {})
+    rules.update(dict.fromkeys(ids, UnitRule.NONE))
+    return MappingProxyType(rules)
+
+
+_NO_ITEMS: MappingProxyType[int, UnitRule] = MappingProxyType({})
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "capillary_refill",
+        "Capillary refill rate",
+        _items({223951: UnitRule.CAPILLARY_REFILL_TEXT, 224308: UnitRule.CAPILLARY_REFILL_TEXT}),
+        _NO_ITEMS,
+        0,
+        0,
+        0,
+        1,
+        1,
+        categorical=True,
+    ),
+    Variable(
+        "dbp",
+        "Diastolic blood pressure",
+        _items(None, 220051, 220180, 224643, 225310),
+        _NO_ITEMS,
+        0,
+        0,
+        59,
+        375,
+        375,
+        unit="mmHg",
+    ),
+    Variable(
+        "fio2",
+        "Fraction inspired oxygen",
+        _items({223835: UnitRule.PERCENT_TO_FRACTION}),
+        _NO_ITEMS,
+        0.2,
+        0.21,
+        0.21,
+        1,
+        1.1,
+        unit="fraction",
+    ),
+    Variable(
+        "gcs_eye",
+        "Glascow coma scale eye opening",
+        _items({220739: UnitRule.GCS_TEXT}),
+        _NO_ITEMS,
+        1,
+        1,
+        4,
+        4,
+        4,
+        categorical=True,
+    ),
+    Variable(
+        "gcs_motor",
+        "Glascow coma scale motor response",
+        _items({223901: UnitRule.GCS_TEXT}),
+        _NO_ITEMS,
+        1,
+        1,
+        6,
+        6,
+        6,
+        categorical=True,
+    ),
+    Variable(
+        "gcs_verbal",
+        "Glascow coma scale verbal response",
+        _items({223900: UnitRule.GCS_TEXT}),
+        _NO_ITEMS,
+        1,
+        1,
+        5,
+        5,
+        5,
+        categorical=True,
+    ),
+    Variable(
+        "gcs_total",
+        "Glascow coma scale total",
+        _NO_ITEMS,
+        _NO_ITEMS,
+        3,
+        3,
+        15,
+        15,
+        15,
+        derived=True,
+        categorical=True,
+    ),
+    Variable(
+        "glucose",
+        "Glucose",
+        _items(None, 220621, 225664, 226537),
+        _items(None, 50809, 50931),
+        0,
+        33,
+        128,
+        2000,
+        2200,
+        unit="mg/dL",
+    ),
+    Variable(
+        "heart_rate", "Heart Rate", _items(None, 220045), _NO_ITEMS, 0, 0, 86, 350, 390, unit="bpm"
+    ),
+    Variable(
+        "height",
+        "Height",
+        _items({226707: UnitRule.INCHES_TO_CM}, 226730),
+        _NO_ITEMS,
+        0,
+        0,
+        170,
+        240,
+        275,
+        unit="cm",
+    ),
+    Variable(
+        "mbp",
+        "Mean blood pressure",
+        _items(None, 220052, 220181, 224322, 225312),
+        _NO_ITEMS,
+        0,
+        14,
+        77,
+        330,
+        375,
+        unit="mmHg",
+    ),
+    Variable(
+        "spo2",
+        "Oxygen saturation",
+        _items({220227: UnitRule.FRACTION_TO_PERCENT, 220277: UnitRule.FRACTION_TO_PERCENT}),
+        _items({50817: UnitRule.FRACTION_TO_PERCENT}),
+        0,
+        0,
+        98,
+        100,
+        150,
+        unit="%",
+    ),
+    Variable(
+        "resp_rate",
+        "Respiratory rate",
+        _items(None, 220210, 224422, 224689, 224690),
+        _NO_ITEMS,
+        0,
+        0,
+        19,
+        300,
+        330,
+        unit="breaths/min",
+    ),
+    Variable(
+        "sbp",
+        "Systolic blood pressure",
+        _items(None, 220050, 220179, 224167, 225309, 227243),
+        _NO_ITEMS,
+        0,
+        0,
+        118,
+        375,
+        375,
+        unit="mmHg",
+    ),
+    Variable(
+        "temperature",
+        "Temperature",
+        _items({223761: UnitRule.FAHRENHEIT_TO_CELSIUS}, 223762),
+        _NO_ITEMS,
+        14.2,
+        26,
+        37,
+        45,
+        47,
+        unit="°C",
+    ),
+    Variable(
+        "weight",
+        "Weight",
+        _items({226531: UnitRule.POUNDS_TO_KG}, 224639, 226512),
+        _NO_ITEMS,
+        0,
+        0,
+        81.8,
+        250,
+        250,
+        unit="kg",
+    ),
+    Variable("ph", "pH", _items(None, 220274, 223830), _items(None, 50820), 6.3, 6.3, 7.4, 8.4, 10),
+)
+
+VARIABLE_NAMES: tuple[str, ...] = tuple(v.name for v in VARIABLES)
+NUM_VARIABLES = len(VARIABLES)
+CHANNEL: MappingProxyType[str, int] = MappingProxyType({n: i for i, n in enumerate(VARIABLE_NAMES)})
+
+#: chartevents item id -> (channel index, unit rule)
+CHART_ITEMS: MappingProxyType[int, tuple[int, UnitRule]] = MappingProxyType(
+    {item: (i, rule) for i, v in enumerate(VARIABLES) for item, rule in v.chart_items.items()}
+)
+#: labevents item id -> (channel index, unit rule)
+LAB_ITEMS: MappingProxyType[int, tuple[int, UnitRule]] = MappingProxyType(
+    {item: (i, rule) for i, v in enumerate(VARIABLES) for item, rule in v.lab_items.items()}
+)
+
+#: GCS text answers of MIMIC-IV, for rows whose valuenum is empty. "None" (eye) scores 1 and must be
+#: read as a string: pandas turns it into NaN unless ``keep_default_na=False``.
+GCS_TEXT_SCORES: MappingProxyType[str, float] = MappingProxyType(
+    {
+        # eye opening
+        "spontaneously": 4,
+        "to speech": 3,
+        "to pain": 2,
+        "none": 1,
+        # motor response
+        "obeys commands": 6,
+        "localizes pain": 5,
+        "flex-withdraws": 4,
+        "abnormal flexion": 3,
+        "abnormal extension": 2,
+        "no response": 1,
+        # verbal response
+        "oriented": 5,
+        "confused": 4,
+        "inappropriate words": 3,
+        "incomprehensible sounds": 2,
+        "no response-ett": 1,
+    }
+)
+
+GCS_COMPONENTS: tuple[str, str, str] = ("gcs_eye", "gcs_motor", "gcs_verbal")

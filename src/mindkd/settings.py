@@ -1,0 +1,21 @@
+"""Kedro project settings for MIND-KD."""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # an environment that overrides one nested key keeps the others (see docs/configuration.md)
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
+    "config_patterns": {
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
+    },
+}
+
+# kedro-mlflow's hook, extended to log typed (pydantic) parameters flattened; see mindkd.hooks.
+from mindkd.hooks import TrackingHook  # noqa: E402
+
+HOOKS = (TrackingHook(),)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)

@@ -1,0 +1,29 @@
+"""Shared fixtures: every test runs with telemetry off and MLflow pointed at its own tmp store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point MLflow at a throwaway sqlite store and leave no active run behind."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
