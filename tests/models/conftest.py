@@ -1,0 +1,20 @@
+"""Model tests run torch on one thread, restored afterwards.
+
+The inputs are tiny; on a busy CPU torch's worker threads spin against other processes and the same
+tests take ten times longer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
