@@ -1,0 +1,440 @@
+"""Pass 1 of the ehr stage: stream chartevents and labevents, keep the variables' rows, route them.
+
+``ingest_events`` reads both event tables batch by batch (a ``MimicEventReader``, or any iterable of
+arrow batches with the ``stream_columns`` of ``mindkd.mimic.schemas``) and, vectorised per batch:
+
+1. keeps rows whose ``itemid`` is one of the variables' chart (resp. lab) items (``pc.is_in``);
+2. drops rows missing ``subject_id`` or ``charttime`` (and, for chartevents, ``stay_id``);
+3. attributes each row to an ICU stay by subject and time (``intime <= charttime <= outtime``)
+   with a sorted stays table and ``np.searchsorted``: a lab row gets the stay it falls in, or is
+   dropped as ``outside_stay``; a chart row is kept when its own ``stay_id`` contains it, else it
+   is dropped as ``stay_mismatch`` (it falls in another stay of the subject) or ``outside_stay``
+   (in none);
+4. routes kept rows into ``n_buckets`` buckets by ``stay_id % n_buckets``, so a stay lives in
+   exactly one bucket and pass 2 (``mindkd.processing.events``) can work bucket by bucket.
+
+It returns a lazy ``EventStream``: nothing is read until a consumer (``EventPartsDataset.save``)
+iterates it, and its ``stats`` fill as it is consumed. Every row is counted once, by the first check
+it fails; see ``ingest_events`` for the stats keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm.auto import tqdm
+
+from mindkd.mimic.variables import CHART_ITEMS, LAB_ITEMS, VARIABLE_NAMES, UnitRule
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUCKETS = 32
+
+#: Rows of pass 1: the raw columns pass 2 needs, one row per kept event.
+RAW_EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("stay_id", pa.int64()),
+        pa.field("charttime", pa.timestamp("s")),
+        pa.field("itemid", pa.int64()),
+        pa.field("value", pa.string()),
+        pa.field("valuenum", pa.float64()),
+        pa.field("valueuom", pa.string()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+SOURCES: tuple[str, str] = ("chart", "lab")
+#: Why pass 1 drops a row of a variable's item, in the order the checks run.
+INGEST_REASONS: tuple[str, ...] = (
+    "missing_subject_id",
+    "missing_charttime",
+    "missing_stay_id",
+    "outside_stay",
+    "stay_mismatch",
+)
+_KEEP = len(INGEST_REASONS)
+
+
+class EventStream:
+    """A single-use, lazy stream of ``(bucket, pa.Table)`` chunks with ``schema`` and ``stats``.
+
+    A bucket may come in many chunks, in any order. ``stats`` is a plain dict that the producer
+    updates as chunks are consumed; it is final (``stats["complete"] is True``) once the stream is
+    exhausted. Iterating a second time raises: the stream is gone once consumed. With
+    ``whole_buckets`` a bucket comes in exactly one chunk (a consumer may close its file at once).
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[tuple[int, pa.Table]],
+        schema: pa.Schema,
+        n_buckets: int,
+        stats: dict[str, Any],
+        whole_buckets: bool = False,
+    ) -> None:
+        self._chunks = chunks
+        self.whole_buckets = whole_buckets
+        self.schema = schema
+        self.n_buckets = n_buckets
+        self.stats = stats
+        self._consumed = False
+
+    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
+        if self._consumed:
+            raise RuntimeError(
+                "This EventStream was already consumed; save it through EventPartsDataset and "
+                "load the parts to read it again."
+            )
+        self._consumed = True
+        return self._chunks
+
+    def __repr__(self) -> str:
+        return f"EventStream(n_buckets={self.n_buckets}, consumed={self._consumed})"
+
+
+class BucketedEvents(Protocol):
+    """What pass 2 reads: complete buckets, by number (``EventParts`` and ``MemoryEventParts``)."""
+
+    n_buckets: int
+    stats: Mapping[str, Any]
+
+    def read(self, bucket: int) -> pa.Table: ...
+
+
+class MemoryEventParts:
+    """An ``EventStream`` collected in memory, bucket by bucket (tests and small data)."""
+
+    def __init__(self, stream: EventStream) -> None:
+        chunks: dict[int, list[pa.Table]] = {}
+        for bucket, table in stream:
+            chunks.setdefault(bucket, []).append(table)
+        self.schema = stream.schema
+        self.n_buckets = stream.n_buckets
+        self.stats = stream.stats
+        empty = stream.schema.empty_table()
+        self._tables = {
+            b: pa.concat_tables(chunks.get(b, [empty])).combine_chunks()
+            for b in range(self.n_buckets)
+        }
+
+    def read(self, bucket: int) -> pa.Table:
+        return self._tables[bucket]
+
+    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
+        return iter(self._tables.items())
+
+    def to_table(self) -> pa.Table:
+        return pa.concat_tables(self._tables.values())
+
+
+def _times_to_seconds(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+class StayIndex:
+    """ICU stays sorted by (subject, intime), for vectorised attribution of events to stays."""
+
+    def __init__(self, icustays: pd.DataFrame) -> None:
+        needed = ["subject_id", "stay_id", "intime", "outtime"]
+        frame = icustays[needed]
+        valid = frame.notna().all(axis=1).to_numpy()
+        frame = frame[valid]
+        subject = frame["subject_id"].to_numpy(dtype=np.int64)
+        stay = frame["stay_id"].to_numpy(dtype=np.int64)
+        intime = _times_to_seconds(frame["intime"])
+        outtime = _times_to_seconds(frame["outtime"])
+        ordered = outtime >= intime
+        self.n_invalid = int((~valid).sum() + (~ordered).sum())
+        order = np.lexsort((intime[ordered], subject[ordered]))
+        self.subject = subject[ordered][order]
+        self.stay_id = stay[ordered][order]
+        self.intime = intime[ordered][order]
+        self.outtime = outtime[ordered][order]
+        self._subjects = np.unique(self.subject)
+        rank = np.searchsorted(self._subjects, self.subject)
+        self._t0 = int(self.intime.min()) if len(self.intime) else 0
+        self._span = (int(self.outtime.max()) - self._t0 + 2) if len(self.outtime) else 2
+        if len(self._subjects) * self._span >= 2**62:
+            raise ValueError("icustays spans too many subjects x seconds to index")
+        self._keys = rank * self._span + (self.intime - self._t0)
+        self._by_stay = np.argsort(self.stay_id, kind="stable")
+        self._stays_sorted = self.stay_id[self._by_stay]
+
+    def __len__(self) -> int:
+        return len(self.stay_id)
+
+    def _within(
+        self, pos: np.ndarray, found: np.ndarray, subject: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        pos = np.where(found, pos, 0)
+        return (
+            found
+            & (self.subject[pos] == subject)
+            & (self.intime[pos] <= t)
+            & (t <= self.outtime[pos])
+        )
+
+    def attribute(self, subject: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Position (in this index) of the stay of ``subject`` holding time ``t``, else -1."""
+        if not len(self):
+            return np.full(len(subject), -1, dtype=np.int64)
+        rank = np.minimum(_search_runs(self._subjects, subject), len(self._subjects) - 1)
+        found = self._subjects[rank] == subject
+        offset = np.clip(t - self._t0, 0, self._span - 1)
+        pos = np.searchsorted(self._keys, rank * self._span + offset, side="right") - 1
+        inside = self._within(pos, found & (pos >= 0), subject, t)
+        return np.where(inside, pos, -1)
+
+    def contains(self, stay_id: np.ndarray, subject: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether stay ``stay_id`` exists, belongs to ``subject`` and holds time ``t``."""
+        if not len(self):
+            return np.zeros(len(stay_id), dtype=bool)
+        at = np.minimum(_search_runs(self._stays_sorted, stay_id), len(self) - 1)
+        found = self._stays_sorted[at] == stay_id
+        return self._within(self._by_stay[at], found, subject, t)
+
+
+def _search_runs(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``np.searchsorted`` that searches once per run of equal queries (events come grouped)."""
+    if len(queries) < 2:
+        return np.searchsorted(sorted_values, queries)
+    starts = np.empty(len(queries), dtype=bool)
+    starts[0] = True
+    np.not_equal(queries[1:], queries[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    if len(first) * 4 > len(queries):
+        return np.searchsorted(sorted_values, queries)
+    found = np.searchsorted(sorted_values, queries[first])
+    return np.repeat(found, np.diff(np.append(first, len(queries))))
+
+
+def _to_numpy(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """int64 values (0 where null) and validity of an integer or timestamp column."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    if column.null_count:
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        return column.fill_null(0).to_numpy(), valid
+    return column.to_numpy(), np.ones(len(column), dtype=bool)
+
+
+class _Counts:
+    """Per-source counters: totals and (reason x variable) drops, as numpy arrays."""
+
+    def __init__(self) -> None:
+        n_vars = len(VARIABLE_NAMES)
+        self.rows_read = dict.fromkeys(SOURCES, 0)
+        self.other_items = dict.fromkeys(SOURCES, 0)
+        self.missing_itemid = dict.fromkeys(SOURCES, 0)
+        self.by_reason = {s: np.zeros((_KEEP + 1, n_vars), dtype=np.int64) for s in SOURCES}
+        self.per_bucket: np.ndarray | None = None
+
+    def as_stats(self, stays: StayIndex, n_buckets: int, complete: bool) -> dict[str, Any]:
+        sources: dict[str, Any] = {}
+        by_variable: dict[str, Any] = {}
+        for s in SOURCES:
+            grid = self.by_reason[s]
+            dropped = {"missing_itemid": self.missing_itemid[s]}
+            dropped.update({r: int(grid[i].sum()) for i, r in enumerate(INGEST_REASONS)})
+            sources[s] = {
+                "rows_read": self.rows_read[s],
+                "rows_other_items": self.other_items[s],
+                "rows_variable_items": int(grid.sum()),
+                "rows_kept": int(grid[_KEEP].sum()),
+                "dropped": dropped,
+            }
+            by_variable[s] = {
+                r: {VARIABLE_NAMES[v]: int(n) for v, n in enumerate(grid[i]) if n}
+                for i, r in enumerate(INGEST_REASONS)
+            }
+            by_variable[s]["kept"] = {
+                VARIABLE_NAMES[v]: int(n) for v, n in enumerate(grid[_KEEP]) if n
+            }
+        per_bucket = self.per_bucket if self.per_bucket is not None else np.zeros(n_buckets)
+        return {
+            "stage": "ingest",
+            "complete": complete,
+            "n_buckets": n_buckets,
+            "icustays": {"rows_used": len(stays), "rows_invalid": stays.n_invalid},
+            "sources": sources,
+            "by_variable": by_variable,
+            "rows_per_bucket": [int(n) for n in per_bucket],
+        }
+
+
+class _ItemTable:
+    """The item ids of one source, sorted, with the channel of each."""
+
+    def __init__(self, items: Mapping[int, tuple[int, UnitRule]]) -> None:
+        ids = np.array(sorted(items), dtype=np.int64)
+        self.value_set = pa.array(ids)
+        self.channel = np.array([items[int(i)][0] for i in ids], dtype=np.int64)
+
+
+_ITEMS = {"chart": _ItemTable(CHART_ITEMS), "lab": _ItemTable(LAB_ITEMS)}
+_OUTPUT_COLUMNS = ("charttime", "itemid", "value", "valuenum", "valueuom")
+
+
+def _attribute(
+    batch: pa.RecordBatch, rows: pa.Array, source: str, stays: StayIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reason code (``_KEEP`` when kept) and stay id of each selected row of ``batch``."""
+    subject, subject_ok = _to_numpy(batch.column("subject_id").take(rows))
+    t, t_ok = _to_numpy(batch.column("charttime").take(rows))
+    code = np.full(len(rows), _KEEP, dtype=np.int64)
+    code[~t_ok] = INGEST_REASONS.index("missing_charttime")
+    code[~subject_ok] = INGEST_REASONS.index("missing_subject_id")
+    if source == "chart":
+        stay, stay_ok = _to_numpy(batch.column("stay_id").take(rows))
+        code[(code == _KEEP) & ~stay_ok] = INGEST_REASONS.index("missing_stay_id")
+        undecided = np.flatnonzero((code == _KEEP) & ~stays.contains(stay, subject, t))
+        # not in its own stay: in another stay of the subject (mismatch) or in none (outside)
+        elsewhere = stays.attribute(subject[undecided], t[undecided]) >= 0
+        code[undecided[elsewhere]] = INGEST_REASONS.index("stay_mismatch")
+        code[undecided[~elsewhere]] = INGEST_REASONS.index("outside_stay")
+        return code, stay
+    attributed = stays.attribute(subject, t)
+    code[(code == _KEEP) & (attributed < 0)] = INGEST_REASONS.index("outside_stay")
+    return code, np.where(attributed >= 0, stays.stay_id[np.maximum(attributed, 0)], -1)
+
+
+def _route_batch(
+    batch: pa.RecordBatch,
+    source: str,
+    stays: StayIndex,
+    n_buckets: int,
+    counts: _Counts,
+) -> Iterator[tuple[int, pa.Table]]:
+    """Filter, check and attribute one batch; yield its kept rows bucket by bucket."""
+    items = _ITEMS[source]
+    itemid = batch.column("itemid")
+    counts.rows_read[source] += batch.num_rows
+    counts.missing_itemid[source] += itemid.null_count
+    rows = pc.indices_nonzero(pc.is_in(itemid, value_set=items.value_set))
+    counts.other_items[source] += batch.num_rows - itemid.null_count - len(rows)
+    if not len(rows):
+        return
+    channel = items.channel[pc.index_in(itemid.take(rows), value_set=items.value_set).to_numpy()]
+    code, stay = _attribute(batch, rows, source, stays)
+    grid = counts.by_reason[source]
+    grid += np.bincount(code * grid.shape[1] + channel, minlength=grid.size).reshape(grid.shape)
+    kept = np.flatnonzero(code == _KEEP)
+    if not len(kept):
+        return
+    stay = stay[kept]
+    bucket = stay % n_buckets
+    order = np.argsort(bucket, kind="stable")
+    per_bucket = np.bincount(bucket, minlength=n_buckets)
+    assert counts.per_bucket is not None
+    counts.per_bucket += per_bucket
+    source_value = pa.array([source])
+    original = rows.to_numpy()[kept][order]
+    stay = stay[order]
+    columns = batch.select(list(_OUTPUT_COLUMNS))
+    ends = np.cumsum(per_bucket)
+    for b in np.flatnonzero(per_bucket):
+        lo, hi = int(ends[b] - per_bucket[b]), int(ends[b])
+        part = columns.take(pa.array(original[lo:hi]))
+        yield (
+            int(b),
+            pa.Table.from_arrays(
+                [
+                    pa.array(stay[lo:hi]),
+                    *part.columns,
+                    source_value.take(np.zeros(hi - lo, dtype=np.int64)),
+                ],
+                schema=RAW_EVENT_SCHEMA,
+            ),
+        )
+
+
+def _progress(events: Iterable[Any], label: str) -> Iterator[Any]:
+    """Yield from ``events`` with a tqdm bar, in compressed bytes when the reader knows them."""
+    size = getattr(events, "size_bytes", None)
+    if size is None:
+        yield from tqdm(events, desc=label, unit="batch", disable=None)
+        return
+    with tqdm(total=size, desc=label, unit="B", unit_scale=True, disable=None) as bar:
+        for batch in events:
+            bar.update(events.bytes_read - bar.n)  # type: ignore[attr-defined]
+            yield batch
+        bar.update(size - bar.n)
+
+
+def ingest_events(
+    chartevents: Iterable[pa.RecordBatch | pa.Table],
+    labevents: Iterable[pa.RecordBatch | pa.Table],
+    icustays: pd.DataFrame,
+    n_buckets: int = DEFAULT_BUCKETS,
+) -> EventStream:
+    """Stream both event tables into a lazy ``EventStream`` of ``RAW_EVENT_SCHEMA`` rows by bucket.
+
+    Args:
+        chartevents: batches with subject_id, stay_id, charttime, itemid, value, valuenum, valueuom
+            (a ``MimicEventReader`` of ``chartevents``).
+        labevents: batches with the same columns but stay_id (a ``MimicEventReader`` of labevents).
+        icustays: subject_id, stay_id, intime, outtime (``MimicTableDataset`` of ``icustays``).
+        n_buckets: stays are routed to bucket ``stay_id % n_buckets``. Pass 2 holds one bucket in
+            memory, so raise it for bigger data (32 keeps a bucket of real MIMIC-IV under ~0.3 GB).
+
+    Stats (``stream.stats``, final once consumed): ``sources.<chart|lab>`` has ``rows_read``,
+    ``rows_other_items`` (items of no variable, skipped), ``rows_variable_items``, ``rows_kept`` and
+    ``dropped.<reason>`` for ``missing_itemid`` and each of ``INGEST_REASONS``;
+    ``by_variable.<source>.<reason|kept>.<variable>`` splits them by variable; ``rows_per_bucket``;
+    ``icustays.rows_used`` / ``rows_invalid`` (stays missing ids or times, or ending before they
+    start).
+    """
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    stays = StayIndex(icustays)
+    counts = _Counts()
+    counts.per_bucket = np.zeros(n_buckets, dtype=np.int64)
+    stats: dict[str, Any] = counts.as_stats(stays, n_buckets, complete=False)
+
+    def refresh(complete: bool = False) -> None:
+        stats.clear()
+        stats.update(counts.as_stats(stays, n_buckets, complete))
+
+    def chunks() -> Iterator[tuple[int, pa.Table]]:
+        sources: tuple[tuple[str, Iterable[Any]], ...] = (
+            ("chart", chartevents),
+            ("lab", labevents),
+        )
+        for source, events in sources:
+            for batch in _progress(events, f"ingest {source}events"):
+                yield from _route_batch(_as_batch(batch), source, stays, n_buckets, counts)
+                refresh()
+        refresh(complete=True)
+        _log_summary(stats)
+
+    return EventStream(chunks(), RAW_EVENT_SCHEMA, n_buckets, stats)
+
+
+def _as_batch(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
+    if isinstance(data, pa.Table):
+        return data.combine_chunks().to_batches()[0] if data.num_rows else _empty_batch(data)
+    return data
+
+
+def _empty_batch(table: pa.Table) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([], type=f.type) for f in table.schema], schema=table.schema
+    )
+
+
+def _log_summary(stats: Mapping[str, Any]) -> None:
+    for source, s in stats["sources"].items():
+        logger.info(
+            "Ingested %sevents: %s rows read, %s of the variables' items, %s kept; dropped %s",
+            source,
+            s["rows_read"],
+            s["rows_variable_items"],
+            s["rows_kept"],
+            {k: v for k, v in s["dropped"].items() if v},
+        )
