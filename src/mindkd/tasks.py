@@ -8,21 +8,43 @@ plus its label function, with no change to the pipelines, models or losses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import pandas as pd
+
 from mindkd.models.batch import TaskKind, TaskSpec
+from mindkd.processing import cohort as cohort_rules
 
 WindowKind = Literal["first_hours", "stay"]
+
+
+@dataclass(frozen=True)
+class CohortInputs:
+    """Everything a task's cohort builder may read: the shared stay cohort and the sources."""
+
+    stays: pd.DataFrame
+    stays_with_events: np.ndarray
+    admissions: pd.DataFrame
+    diagnoses_icd: pd.DataFrame
+    subject_splits: pd.DataFrame
+    label_source: Literal["deathtime", "hospital_expire_flag"] = "deathtime"
+    require_events: bool = True
+
+
+CohortBuilder = Callable[[CohortInputs, "cohort_rules.CohortFlow", "TaskDefinition"], pd.DataFrame]
 
 
 @dataclass(frozen=True)
 class TaskDefinition:
     """A prediction task: its spec and its time windows.
 
-    ``input_window``/``image_window``: ``first_hours`` = [intime, intime + ``hours``) for the EHR input and
+    ``window``: ``first_hours`` = [intime, intime + ``hours``) for the EHR input and
     [intime, intime + ``hours``] (both ends inclusive) for the image; ``stay`` = the whole stay
-    (EHR capped at ``max_hours``), images in [intime, outtime].
+    (EHR capped at the task's ``max_hours`` parameter), images in [intime, outtime].
+    ``build_cohort`` turns the shared stay cohort into the task cohort with its labels.
     """
 
     name: str
@@ -30,11 +52,48 @@ class TaskDefinition:
     labels: tuple[str, ...]
     window: WindowKind
     hours: int | None = None
-    min_stay_hours: float = 0.0
+    build_cohort: CohortBuilder | None = None
 
     @property
     def spec(self) -> TaskSpec:
         return TaskSpec(self.name, self.kind, self.labels)
+
+    @property
+    def event_window_hours(self) -> int | None:
+        """Hours from intime in which a stay needs an event (None: anywhere in the stay)."""
+        return self.hours if self.window == "first_hours" else None
+
+    @property
+    def pairing_window(self) -> str | int:
+        """The image window for ``processing.pairing.pair_stays_with_images``."""
+        return "stay" if self.window == "stay" else int(self.hours or 0)
+
+
+def _ihm_cohort(
+    inputs: CohortInputs, flow: cohort_rules.CohortFlow, task: TaskDefinition
+) -> pd.DataFrame:
+    return cohort_rules.ihm_cohort(
+        inputs.stays,
+        inputs.stays_with_events,
+        inputs.admissions,
+        inputs.subject_splits,
+        hours=task.hours or 48,
+        label_source=inputs.label_source,
+        flow=flow,
+    )
+
+
+def _pheno_cohort(
+    inputs: CohortInputs, flow: cohort_rules.CohortFlow, task: TaskDefinition
+) -> pd.DataFrame:
+    return cohort_rules.pheno_cohort(
+        inputs.stays,
+        inputs.diagnoses_icd,
+        inputs.subject_splits,
+        inputs.stays_with_events,
+        require_events=inputs.require_events,
+        flow=flow,
+    )
 
 
 def _phenotype_labels() -> tuple[str, ...]:
@@ -52,11 +111,15 @@ def get_task(name: str) -> TaskDefinition:
             labels=("y",),
             window="first_hours",
             hours=48,
-            min_stay_hours=48.0,
+            build_cohort=_ihm_cohort,
         )
     if name == "pheno":
         return TaskDefinition(
-            name="pheno", kind="multilabel", labels=_phenotype_labels(), window="stay"
+            name="pheno",
+            kind="multilabel",
+            labels=_phenotype_labels(),
+            window="stay",
+            build_cohort=_pheno_cohort,
         )
     raise ValueError(
         f"Unknown task {name!r} (config key `<namespace>.task.name`); known tasks: ihm, pheno."

@@ -1,0 +1,110 @@
+"""Typed parameters of the ``teachers`` pipeline (``parameters_teachers.yml``, key ``<task>.teachers``).
+
+Layout per task namespace (``ihm``, ``pheno``)::
+
+    <task>.teachers.ehr.fit                     FitParams          training of every EHR member
+    <task>.teachers.ehr.members.<slot>          MemberParams       one per slot of settings.TEACHER_MEMBERS
+    <task>.teachers.cxr.pretrain                PretrainParams     recipe + CheXpert pre-training
+    <task>.teachers.cxr.fit                     FitParams          fine-tuning on the task labels
+    <task>.teachers.cxr.members.<slot>          MemberParams
+    <task>.teachers.cache                       CacheParams        the logit-cache forward pass
+    <task>.teachers.report                      ReportParams       bootstrap intervals, ensemble rule
+
+Every model forbids unknown keys, so a misspelt setting fails when Kedro validates the parameters,
+before any node runs; a misspelt key *above* these (``fitt``) leaves a node input missing, which Kedro
+also reports before running anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mindkd.models.registry import RegistryError, encoder_settings, list_encoders
+
+Recipe = Literal["pretrain_then_finetune", "finetune_only"]
+Scheduler = Literal["cosine", "plateau", "none"]
+SelectMetric = Literal["auroc", "auprc", "loss"]
+Combine = Literal["mean_logits", "mean_probs"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemberParams(_Params):
+    """One ensemble member: an encoder from the registry, its settings and the head's dropout."""
+
+    encoder: str = Field(description="registry name, e.g. lstm, transformer, resnet18, densenet121")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the encoder's keywords")
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _known_encoder(self) -> MemberParams:
+        if self.encoder not in list_encoders():
+            raise ValueError(
+                f"unknown encoder {self.encoder!r}; registered: {', '.join(list_encoders())}"
+            )
+        accepted = encoder_settings(self.encoder)
+        unknown = sorted(set(self.settings) - set(accepted))
+        if unknown:
+            raise RegistryError(
+                f"encoder {self.encoder!r} does not take {unknown}; it takes {sorted(accepted)}"
+            )
+        return self
+
+
+class FitParams(_Params):
+    """One training phase: AdamW + scheduler, early stopping on the validation split."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2, description=">= 2: batch norm needs two samples")
+    eval_batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    patience: int = Field(3, ge=1, description="epochs without val improvement before stopping")
+    scheduler: Scheduler = "cosine"
+    select_metric: SelectMetric = Field("auroc", description="val metric for early stopping")
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    device: str = Field("auto", description="auto | cpu | cuda[:n]")
+    amp: bool = Field(True, description="mixed precision when on CUDA (ignored on the CPU)")
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    progress: bool = True
+
+
+class PretrainParams(_Params):
+    """How CXR members start: CheXpert pre-training then task fine-tuning, or fine-tuning only.
+
+    ``pretrain_then_finetune``: train on the 14 CheXpert findings (NaN = masked) of the train-split
+    images of ``cxr_image_labels`` (subjects of val/test excluded), early-stopping on val images; then
+    replace the head and fine-tune on the task labels of the paired images.
+    """
+
+    recipe: Recipe = "pretrain_then_finetune"
+    fit: FitParams = Field(default_factory=FitParams)
+
+
+class CacheParams(_Params):
+    """The single deterministic forward pass of every member over every key it can see."""
+
+    batch_size: int = Field(256, ge=1)
+    device: str = "auto"
+
+
+class ReportParams(_Params):
+    """Evaluation of members and ensembles: bootstrap intervals and the ensemble rule."""
+
+    n_bootstrap: int = Field(1000, ge=1000, description="resamples for the intervals (>= 1000)")
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = Field(0, ge=0)
+    combine: Combine = Field("mean_logits", description="ensemble: mean of logits or of probs")
+    splits: tuple[Literal["val", "test"], ...] = ("val", "test")
+
+    @field_validator("splits")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("report.splits must name at least one of val, test")
+        return value
