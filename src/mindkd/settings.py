@@ -18,4 +18,4 @@ CONFIG_LOADER_ARGS = {
 from mindkd.hooks import TrackingHook  # noqa: E402
 
 HOOKS = (TrackingHook(),)
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name (underscore)

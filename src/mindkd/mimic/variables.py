@@ -49,7 +49,9 @@ class Variable:
         return (*self.chart_items, *self.lab_items)
 
 
-def _items(mapping: dict[int, UnitRule] | None = None, *ids: int) -> MappingProxyType[int, UnitRule]:
+def _items(
+    mapping: dict[int, UnitRule] | None = None, *ids: int
+) -> MappingProxyType[int, UnitRule]:
     rules = dict(mapping or {})
     rules.update(dict.fromkeys(ids, UnitRule.NONE))
     return MappingProxyType(rules)
