@@ -13,7 +13,13 @@ import pytest
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from mindkd.io.event_parts import STATS_FILE, EventParts, EventPartsDataset
+from mindkd.io.event_parts import (
+    STATS_FILE,
+    EventParts,
+    EventPartsDataset,
+    MemoryEventParts,
+    bucket_slices,
+)
 from mindkd.processing.ingest import EventStream
 
 SCHEMA = pa.schema([("stay_id", pa.int64()), ("charttime", pa.timestamp("s")), ("v", pa.float32())])
@@ -47,7 +53,7 @@ def make_stream(n_buckets: int = 4, fail_after: int | None = None) -> EventStrea
 
 
 def test_save_then_load_round_trip(tmp_path: Path) -> None:
-    dataset = EventPartsDataset(str(tmp_path / "events"), row_group_rows=2)
+    dataset = EventPartsDataset(str(tmp_path / "events"), buffer_bytes=1)  # flush every chunk
     dataset.save(make_stream())
     parts = dataset.load()
     assert isinstance(parts, EventParts)
@@ -60,7 +66,7 @@ def test_save_then_load_round_trip(tmp_path: Path) -> None:
     assert parts.read(1)["charttime"].cast(pa.int64()).to_pylist() == [0, 1, 200, 201, 202, 300]
     assert parts.num_rows() == 9
     assert [b for b, _ in parts] == [0, 1, 2, 3]
-    assert pq.ParquetFile(parts.files[1]).metadata.num_row_groups >= 2
+    assert pq.ParquetFile(parts.files[1]).metadata.num_row_groups == 3
     # stats are those of the exhausted stream, not of the moment save started
     assert parts.stats == {"complete": True, "chunks": 5}
     assert json.loads((tmp_path / "events" / STATS_FILE).read_text())["complete"] is True
@@ -104,9 +110,50 @@ def test_rejects_something_else(tmp_path: Path) -> None:
         EventPartsDataset(str(tmp_path / "x")).save(pa.table({"a": [1]}))  # type: ignore[arg-type]
 
 
-def test_bounded_buffer_flushes_biggest(tmp_path: Path) -> None:
-    dataset = EventPartsDataset(str(tmp_path / "events"), row_group_rows=1000, buffer_bytes=1)
+def test_buffer_writes_one_row_group_per_bucket_per_flush(tmp_path: Path) -> None:
+    dataset = EventPartsDataset(str(tmp_path / "events"), buffer_bytes=1 << 20)
     dataset.save(make_stream())
     parts = dataset.load()
-    # every chunk written as it came: one row group per chunk of bucket 1
-    assert pq.ParquetFile(parts.files[1]).metadata.num_row_groups == 3
+    assert pq.ParquetFile(parts.files[1]).metadata.num_row_groups == 1  # all chunks buffered
+    assert parts.read(1)["stay_id"].to_pylist() == [1, 5, 5, 9, 13, 1]
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_chunks_with_a_bucket_column(tmp_path: Path, grouped: bool) -> None:
+    bucket = pa.array([0, 0, 1, 1, 3] if grouped else [0, 1, 0, 3, 1], pa.int32())
+    stays = [4, 8, 1, 5, 3] if grouped else [4, 1, 8, 3, 5]
+    table = chunk(stays).add_column(0, "bucket", bucket)
+    stream = EventStream(iter([table, (2, chunk([6]))]), SCHEMA, 4, {})
+    assert [b for b, _ in bucket_slices(table)] == [0, 1, 3]
+    parts = MemoryEventParts(EventStream(iter([table]), SCHEMA, 4, {}))
+    assert parts.read(1)["stay_id"].to_pylist() == [1, 5]  # kept in arrival order
+    EventPartsDataset(str(tmp_path / "e"), buffer_bytes=1).save(stream)
+    saved = EventParts(tmp_path / "e")
+    assert [saved.read(b).num_rows for b in range(4)] == [2, 2, 1, 1]
+    assert saved.read(0)["stay_id"].to_pylist() == [4, 8]
+
+
+def test_bucket_out_of_range_is_an_error(tmp_path: Path) -> None:
+    stream = EventStream(iter([(7, chunk([7]))]), SCHEMA, 4, {})
+    with pytest.raises(DatasetError, match=r"bucket 7 outside 0\.\.3"):
+        EventPartsDataset(str(tmp_path / "e")).save(stream)
+
+
+def test_whole_buckets_are_written_and_closed_at_once(tmp_path: Path) -> None:
+    def chunks() -> Iterator[tuple[int, pa.Table]]:
+        yield 2, chunk([2, 6])
+        yield 0, chunk([4])
+
+    stream = EventStream(chunks(), SCHEMA, 4, {"ok": True}, whole_buckets=True)
+    EventPartsDataset(str(tmp_path / "e")).save(stream)
+    parts = EventParts(tmp_path / "e")
+    assert [parts.read(b).num_rows for b in range(4)] == [1, 0, 2, 0]
+
+    def twice() -> Iterator[tuple[int, pa.Table]]:
+        yield 1, chunk([1])
+        yield 1, chunk([5])
+
+    with pytest.raises(DatasetError, match="came twice"):
+        EventPartsDataset(str(tmp_path / "f")).save(
+            EventStream(twice(), SCHEMA, 4, {}, whole_buckets=True)
+        )

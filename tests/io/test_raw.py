@@ -146,3 +146,31 @@ def test_catalog_load_raises_the_domain_error(tmp_path: Path) -> None:
     ) as err:
         catalog.load("icustays")
     assert isinstance(err.value.__cause__, MimicSourceError)
+
+
+def test_bad_value_in_a_later_block_names_the_file(tmp_path: Path) -> None:
+    text = chart_rows(400).replace("2180-01-01 06:30:00", "not a time")
+    path = write_gz(tmp_path / "chartevents.csv.gz", text)
+    reader = MimicEventsDataset(str(path), "chartevents", block_size=2048).load()
+    with pytest.raises(MimicSourceError, match=r"chartevents\.csv\.gz.*does not parse"):
+        list(reader)
+
+
+@pytest.mark.parametrize(("use_threads", "prefetch"), [(False, 0), (True, 0), (True, 3)])
+def test_reader_modes_give_the_same_batches(
+    tmp_path: Path, use_threads: bool, prefetch: int
+) -> None:
+    path = write_gz(tmp_path / "chartevents.csv.gz", chart_rows(300))
+    reference = pa.Table.from_batches(list(MimicEventReader(path, "chartevents", block_size=1024)))
+    reader = MimicEventReader(
+        path, "chartevents", block_size=1024, use_threads=use_threads, prefetch=prefetch
+    )
+    assert pa.Table.from_batches(list(reader)).equals(reference)
+
+
+def test_prefetching_reader_stops_cleanly_when_abandoned(tmp_path: Path) -> None:
+    path = write_gz(tmp_path / "chartevents.csv.gz", chart_rows(500))
+    batches = iter(MimicEventReader(path, "chartevents", block_size=1024, prefetch=1))
+    first = next(batches)
+    assert first.num_rows > 0
+    batches.close()  # the background thread is stopped and joined, nothing hangs

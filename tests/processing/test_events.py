@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mindkd.io.event_parts import EventPartsDataset
+from mindkd.io.event_parts import EventPartsDataset, MemoryEventParts
 from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
 from mindkd.mimic.variables import (
     CHANNEL,
@@ -24,7 +24,7 @@ from mindkd.mimic.variables import (
     UnitRule,
 )
 from mindkd.processing.events import CLEAN_EVENT_SCHEMA, CLEAN_REASONS, clean_bucket, clean_events
-from mindkd.processing.ingest import RAW_EVENT_SCHEMA, EventStream, MemoryEventParts, ingest_events
+from mindkd.processing.ingest import RAW_EVENT_SCHEMA, EventStream, ingest_events
 
 T0 = "2180-01-01 10:00:00"
 Row = tuple[int, str, int, str | None, float | None, str | None, str]
@@ -432,3 +432,52 @@ def test_from_gzip_files_through_both_datasets(tmp_path: Path) -> None:
     }
     assert parts.stats["dropped"]["duplicate"] == 1
     assert parts.stats["ingest"]["sources"]["chart"]["rows_kept"] == 5
+
+
+def test_both_passes_as_kedro_nodes_with_versioned_stores(tmp_path: Path) -> None:
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import node, pipeline
+    from kedro.runner import SequentialRunner
+
+    root = tmp_path / "mimic-iv"
+    write_gz(
+        root / "icu/icustays.csv.gz",
+        [
+            "subject_id,hadm_id,stay_id,first_careunit,last_careunit,intime,outtime,los",
+            "10000001,20000001,30000001,MICU,MICU,2180-01-01 00:00:00,2180-01-03 00:00:00,2",
+        ],
+    )
+    row = "10000001,20000001,30000001,7,2180-01-01 0{}:00:00,,220045,{},{},bpm,0"
+    write_gz(
+        root / "icu/chartevents.csv.gz",
+        [CHART_HEADER, row.format(1, 80, 80), row.format(2, 90, 90)],
+    )
+    write_gz(root / "hosp/labevents.csv.gz", [LAB_HEADER])
+    catalog = DataCatalog.from_config(
+        {
+            "icustays": {"type": "mindkd.io.raw.MimicTableDataset", "table": "icustays",
+                         "filepath": str(root / "icu/icustays.csv.gz")},
+            "chartevents": {"type": "mindkd.io.raw.MimicEventsDataset", "table": "chartevents",
+                            "filepath": str(root / "icu/chartevents.csv.gz")},
+            "labevents": {"type": "mindkd.io.raw.MimicEventsDataset", "table": "labevents",
+                          "filepath": str(root / "hosp/labevents.csv.gz")},
+            "events_raw": {"type": "mindkd.io.event_parts.EventPartsDataset", "versioned": True,
+                           "filepath": str(tmp_path / "02_intermediate/events_raw")},
+            "events": {"type": "mindkd.io.event_parts.EventPartsDataset", "versioned": True,
+                       "filepath": str(tmp_path / "03_primary/events")},
+        }
+    )  # fmt: skip
+    catalog["params:n_buckets"] = MemoryDataset(4)
+    stage = pipeline(
+        [
+            node(ingest_events, ["chartevents", "labevents", "icustays", "params:n_buckets"],
+                 "events_raw", name="ingest_events"),
+            node(clean_events, "events_raw", "events", name="clean_events"),
+        ]
+    )  # fmt: skip
+    SequentialRunner().run(stage, catalog)
+    parts = catalog.load("events")
+    assert parts.path.parent.parent == tmp_path / "03_primary/events"  # <filepath>/<version>/
+    assert parts.to_table()["value"].to_pylist() == [80.0, 90.0]
+    assert parts.stats["ingest"]["n_buckets"] == 4
+    assert parts.stats["complete"] and parts.stats["ingest"]["complete"]

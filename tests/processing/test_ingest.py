@@ -10,12 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from mindkd.io.event_parts import MemoryEventParts, bucket_slices
 from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
 from mindkd.mimic.variables import CHART_ITEMS, LAB_ITEMS
 from mindkd.processing.ingest import (
     RAW_EVENT_SCHEMA,
     EventStream,
-    MemoryEventParts,
     StayIndex,
     ingest_events,
 )
@@ -147,11 +147,13 @@ def test_labs_attributed_to_the_stay_by_time(mimic: Path) -> None:
 def test_bucket_routing_keeps_a_stay_in_one_bucket(mimic: Path) -> None:
     seen: dict[int, set[int]] = {}
     stream = run(mimic, n_buckets=3)
-    for bucket, table in stream:
-        assert table.schema == RAW_EVENT_SCHEMA
-        for stay in table["stay_id"].to_pylist():
-            assert stay % 3 == bucket
-            seen.setdefault(stay, set()).add(bucket)
+    for chunk in stream:
+        assert chunk.column_names[0] == "bucket"  # one chunk per batch, grouped by bucket
+        for bucket, table in bucket_slices(chunk):
+            assert table.schema == RAW_EVENT_SCHEMA
+            for stay in table["stay_id"].to_pylist():
+                assert stay % 3 == bucket
+                seen.setdefault(stay, set()).add(bucket)
     assert all(len(buckets) == 1 for buckets in seen.values())
     assert set(seen) == {30000010, 30000011, 30000012}
 
@@ -213,8 +215,8 @@ def test_streamed_equals_pandas_reference_with_tiny_blocks(tmp_path: Path) -> No
     random_mimic(tmp_path, seed=3, n_rows=3000)
     streamed = run(tmp_path, n_buckets=5, block_size=4096)
     chunks = list(streamed)
-    assert len(chunks) > 20  # many batches, each split over buckets
-    got = pa.concat_tables([t for _, t in chunks]).to_pandas()
+    assert len(chunks) > 20  # many batches
+    got = pa.concat_tables([t for c in chunks for _, t in bucket_slices(c)]).to_pandas()
     got = got.sort_values(list(got.columns[:5])).reset_index(drop=True)
     expected = reference_pass1(tmp_path)
     assert len(got) > 500
@@ -248,3 +250,28 @@ def test_stay_index_vectorised_attribution() -> None:
     assert index.contains(np.array([10, 10, 11, 30, 99, 10]), subject, t).tolist() == [
         True, False, True, True, False, False,
     ]  # fmt: skip
+
+
+def test_bucket_count_grows_with_the_input(mimic: Path) -> None:
+    from mindkd.processing.ingest import MAX_BUCKETS, resolve_n_buckets
+
+    class Sized:
+        def __init__(self, size: int) -> None:
+            self.size_bytes = size
+
+    assert resolve_n_buckets([Sized(10), Sized(10)], 32, bucket_bytes=100) == 32
+    assert resolve_n_buckets([Sized(5_000), Sized(1_001)], 32, bucket_bytes=100) == 61
+    assert resolve_n_buckets([Sized(10**12)], 32, bucket_bytes=100) == MAX_BUCKETS
+    assert resolve_n_buckets([Sized(10**12)], 8, bucket_bytes=None) == 8
+    assert resolve_n_buckets([[], []], 4, bucket_bytes=1) == 4  # sizes unknown
+    with pytest.raises(ValueError, match="n_buckets must be >= 1"):
+        resolve_n_buckets([], 0, bucket_bytes=None)
+    stream = ingest_events(  # a reader, or one pass over it, knows the file size
+        MimicEventsDataset(str(mimic / "icu/chartevents.csv.gz"), "chartevents").load().batches(),
+        MimicEventsDataset(str(mimic / "hosp/labevents.csv.gz"), "labevents").load(),
+        MimicTableDataset(str(mimic / "icu/icustays.csv.gz"), "icustays").load(),
+        n_buckets=2,
+        bucket_bytes=64,  # a few hundred bytes of gzip: several buckets
+    )
+    assert stream.n_buckets > 2
+    assert stream.stats["n_buckets"] == stream.n_buckets == len(stream.stats["rows_per_bucket"])

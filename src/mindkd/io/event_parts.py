@@ -2,22 +2,26 @@
 
 The pattern, for streams too big for memory with Kedro's "nodes do not write files" rule:
 
-1. A node returns a lazy stream instead of data: an object that iterates ``(bucket, pa.Table)``
-   chunks and carries ``schema``, ``n_buckets`` and a ``stats`` dict that fills while it is consumed
-   (``mindkd.processing.ingest.EventStream``). The node itself reads nothing.
-2. The catalog entry of that output is an ``EventPartsDataset``. Its ``save`` consumes the stream,
-   appending each chunk to its bucket's parquet file (one ``pyarrow.parquet.ParquetWriter`` per
-   bucket; chunks are buffered per bucket up to ``row_group_rows`` rows, with at most
-   ``buffer_bytes`` buffered over all buckets, so memory stays flat whatever the input size),
-   then writes ``_stats.json`` with the stream's final stats. The folder is written under a
-   temporary name and renamed when complete, so a failed run never leaves a half-written store.
+1. A node returns a lazy stream instead of data: an object that iterates chunks and carries
+   ``schema``, ``n_buckets`` and a ``stats`` dict that fills while it is consumed
+   (``mindkd.processing.ingest.EventStream``). A chunk is either a ``(bucket, pa.Table)`` pair or
+   a ``pa.Table`` with a ``bucket`` column, its rows grouped by bucket (cheaper: one table per
+   input batch instead of one per bucket). The node itself reads nothing.
+2. The catalog entry of that output is an ``EventPartsDataset``. Its ``save`` consumes the stream
+   into one parquet file per bucket (one ``pyarrow.parquet.ParquetWriter`` each): chunks are
+   buffered up to ``buffer_bytes`` over all buckets, then every bucket's rows are appended as a
+   row group, so memory stays flat whatever the input size. A stream of whole buckets
+   (``whole_buckets``: one chunk per bucket, as pass 2 makes) is written and closed bucket by
+   bucket. Then ``_stats.json`` gets the stream's final stats (and ``_schema.arrow`` the arrow
+   schema). The folder is written under a temporary name and renamed when complete, so a failed
+   run never leaves a half-written store.
 3. Its ``load`` returns an ``EventParts``: the list of bucket files, ``stats``, ``read(bucket)`` and
    iteration over ``(bucket, table)``. The next node (e.g. pass 2, cleaning) works bucket by bucket
    and returns another stream, saved by another ``EventPartsDataset``.
 
 Layout of one store (``versioned: true`` puts it under ``<filepath>/<version>/<name>/``)::
 
-    <filepath>/part-00000.parquet ... part-<n_buckets - 1>.parquet, _stats.json
+    <filepath>/part-00000.parquet ... part-<n_buckets - 1>.parquet, _stats.json, _schema.arrow
 
 Example catalog entry::
 
@@ -37,6 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 import pyarrow.parquet as pq
@@ -47,6 +52,11 @@ logger = logging.getLogger(__name__)
 STATS_FILE = "_stats.json"
 SCHEMA_FILE = "_schema.arrow"
 PART_FORMAT = "part-{:05d}.parquet"
+DEFAULT_BUFFER_BYTES = 16 << 20
+#: A chunk of a stream: one bucket's rows as ``(bucket, table)``, or a table of many buckets'
+#: rows with a ``BUCKET_COLUMN`` (int), grouped by bucket (``mindkd.processing.ingest.Chunk``).
+BUCKET_COLUMN = "bucket"
+Chunk = tuple[int, pa.Table] | pa.Table
 
 
 class EventStreamLike(Protocol):
@@ -57,7 +67,7 @@ class EventStreamLike(Protocol):
     stats: Mapping[str, Any]
     whole_buckets: bool  # each bucket comes in one chunk: its file is closed once written
 
-    def __iter__(self) -> Iterator[tuple[int, pa.Table]]: ...
+    def __iter__(self) -> Iterator[Chunk]: ...
 
 
 class EventParts:
@@ -76,7 +86,6 @@ class EventParts:
             raise DatasetError(
                 f"{self.path}: bucket files are not part-00000 .. part-N: {self.files}"
             )
-
         schema_path = self.path / SCHEMA_FILE
         # parquet has no second-resolution timestamps: the saved arrow schema restores them
         self.schema: pa.Schema = (
@@ -109,63 +118,118 @@ class EventParts:
         return f"EventParts({str(self.path)!r}, n_buckets={self.n_buckets})"
 
 
+def bucket_slices(chunk: Chunk) -> Iterator[tuple[int, pa.Table]]:
+    """The ``(bucket, rows)`` pieces of one stream chunk (zero-copy slices when grouped)."""
+    if isinstance(chunk, pa.Table):
+        bucket = chunk.column(BUCKET_COLUMN).to_numpy()
+        body = chunk.drop_columns([BUCKET_COLUMN])
+        if len(bucket) > 1 and bool(np.any(bucket[1:] < bucket[:-1])):  # not grouped: group it
+            order = np.argsort(bucket, kind="stable")
+            body, bucket = body.take(pa.array(order)), bucket[order]
+        if not len(bucket):
+            return
+        starts = np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]]))
+        ends = np.append(starts[1:], len(bucket))
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            yield int(bucket[start]), body.slice(start, end - start)
+        return
+    bucket_id, table = chunk
+    yield int(bucket_id), table
+
+
+class MemoryEventParts:
+    """An event stream collected in memory, bucket by bucket (tests and small data)."""
+
+    def __init__(self, stream: EventStreamLike) -> None:
+        pieces: dict[int, list[pa.Table]] = {}
+        for chunk in stream:
+            for bucket, table in bucket_slices(chunk):
+                pieces.setdefault(bucket, []).append(table)
+        self.schema = stream.schema
+        self.n_buckets = stream.n_buckets
+        self.stats = stream.stats
+        empty = stream.schema.empty_table()
+        self._tables = {
+            b: pa.concat_tables(pieces.get(b, [empty])).combine_chunks()
+            for b in range(self.n_buckets)
+        }
+
+    def read(self, bucket: int) -> pa.Table:
+        return self._tables[bucket]
+
+    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
+        return iter(self._tables.items())
+
+    def to_table(self) -> pa.Table:
+        return pa.concat_tables(self._tables.values())
+
+
 class _BucketWriter:
-    """Per-bucket parquet writers with bounded per-bucket buffers."""
+    """One parquet writer per bucket, fed from a buffer of at most ``buffer_bytes``.
+
+    When the buffer is full every bucket's buffered rows are written as one row group, so
+    row groups hold about ``buffer_bytes / n_buckets`` and memory stays flat whatever the input.
+    """
 
     def __init__(
         self,
         folder: Path,
         schema: pa.Schema,
-        row_group_rows: int,
+        n_buckets: int,
+        *,
         buffer_bytes: int,
         compression: str,
         whole_buckets: bool = False,
     ) -> None:
         self.folder = folder
-        self.whole_buckets = whole_buckets
-        self.closed: set[int] = set()
         self.schema = schema
-        self.row_group_rows = row_group_rows
+        self.n_buckets = n_buckets
         self.buffer_bytes = buffer_bytes
         self.compression = compression
+        self.whole_buckets = whole_buckets
         self.writers: dict[int, pq.ParquetWriter] = {}
+        self.closed: set[int] = set()
         self.pending: dict[int, list[pa.Table]] = {}
-        self.pending_rows: dict[int, int] = {}
-        self.pending_bytes: dict[int, int] = {}
+        self.pending_bytes = 0
         self.rows: dict[int, int] = {}
 
-    def add(self, bucket: int, table: pa.Table) -> None:
-        if bucket in self.closed:
-            raise DatasetError(f"Bucket {bucket} came twice in a stream of whole buckets")
-        if self.whole_buckets:
-            self._write(bucket, [table])
-            self.writers.pop(bucket).close()
-            self.closed.add(bucket)
-            return
-        self.pending.setdefault(bucket, []).append(table)
-        self.pending_rows[bucket] = self.pending_rows.get(bucket, 0) + table.num_rows
-        self.pending_bytes[bucket] = self.pending_bytes.get(bucket, 0) + table.nbytes
-        if self.pending_rows[bucket] >= self.row_group_rows:
-            self.flush(bucket)
-        while sum(self.pending_bytes.values()) > self.buffer_bytes:
-            self.flush(max(self.pending_bytes, key=self.pending_bytes.__getitem__))
+    def add(self, chunk: Chunk) -> None:
+        for bucket, table in bucket_slices(chunk):
+            if not 0 <= bucket < self.n_buckets:
+                raise DatasetError(f"Chunk for bucket {bucket} outside 0..{self.n_buckets - 1}")
+            if bucket in self.closed:
+                raise DatasetError(f"Bucket {bucket} came twice in a stream of whole buckets")
+            if not table.num_rows:
+                continue
+            if self.whole_buckets:
+                self._write(bucket, [table])
+                self.writers.pop(bucket).close()
+                self.closed.add(bucket)
+                continue
+            self.pending.setdefault(bucket, []).append(table)
+            self.pending_bytes += table.nbytes
+        if self.pending_bytes >= self.buffer_bytes:
+            self.flush()
 
-    def flush(self, bucket: int) -> None:
-        tables = self.pending.pop(bucket, [])
-        self.pending_rows.pop(bucket, None)
-        self.pending_bytes.pop(bucket, None)
-        if tables:
-            self._write(bucket, tables)
+    def flush(self) -> None:
+        pending, self.pending, self.pending_bytes = self.pending, {}, 0
+        for bucket in sorted(pending):
+            self._write(bucket, pending[bucket])
 
     def _write(self, bucket: int, tables: list[pa.Table]) -> None:
         writer = self.writers.get(bucket)
         if writer is None:
             writer = pq.ParquetWriter(
-                self.folder / PART_FORMAT.format(bucket), self.schema, compression=self.compression
+                self.folder / PART_FORMAT.format(bucket),
+                self.schema,
+                compression=self.compression,
+                # dictionaries pay off for text only; statistics never (buckets are read whole)
+                use_dictionary=[f.name for f in self.schema if pa.types.is_string(f.type)],
+                write_statistics=False,
             )
             self.writers[bucket] = writer
         data = pa.concat_tables([self._conform(t) for t in tables])
-        writer.write_table(data, row_group_size=max(self.row_group_rows, data.num_rows))
+        writer.write_table(data, row_group_size=max(1, data.num_rows))
         self.rows[bucket] = self.rows.get(bucket, 0) + data.num_rows
 
     def _conform(self, table: pa.Table) -> pa.Table:
@@ -173,12 +237,11 @@ class _BucketWriter:
             return table
         return table.select(self.schema.names).cast(self.schema)
 
-    def close(self, n_buckets: int) -> None:
-        for bucket in list(self.pending):
-            self.flush(bucket)
+    def close(self) -> None:
+        self.flush()
         for writer in self.writers.values():
             writer.close()
-        for bucket in range(n_buckets):
+        for bucket in range(self.n_buckets):
             if bucket not in self.writers and bucket not in self.closed:
                 pq.write_table(
                     self.schema.empty_table(),
@@ -195,14 +258,13 @@ class _BucketWriter:
 
 
 def write_event_parts(
-    stream: Iterable[tuple[int, pa.Table]],
+    stream: Iterable[Chunk],
     path: Path,
     schema: pa.Schema,
     n_buckets: int,
     *,
     stats: Mapping[str, Any] | None = None,
-    row_group_rows: int = 1 << 18,
-    buffer_bytes: int = 32 << 20,
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     compression: str = "snappy",
     whole_buckets: bool = False,
 ) -> dict[int, int]:
@@ -217,15 +279,17 @@ def write_event_parts(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     writer = _BucketWriter(
-        staging, schema, row_group_rows, buffer_bytes, compression, whole_buckets=whole_buckets
+        staging,
+        schema,
+        n_buckets,
+        buffer_bytes=buffer_bytes,
+        compression=compression,
+        whole_buckets=whole_buckets,
     )
     try:
-        for bucket, table in stream:
-            if not 0 <= bucket < n_buckets:
-                raise DatasetError(f"Chunk for bucket {bucket} outside 0..{n_buckets - 1}")
-            if table.num_rows:
-                writer.add(bucket, table)
-        writer.close(n_buckets)
+        for chunk in stream:
+            writer.add(chunk)
+        writer.close()
         final_stats = stats if stats is not None else getattr(stream, "stats", {})
         (staging / SCHEMA_FILE).write_bytes(schema.serialize().to_pybytes())
         (staging / STATS_FILE).write_text(json.dumps(final_stats, indent=2, sort_keys=False))
@@ -245,9 +309,8 @@ class EventPartsDataset(AbstractVersionedDataset[EventStreamLike, EventParts]):
 
     Args:
         filepath: the store's folder (local filesystem).
-        row_group_rows: rows buffered per bucket before they are written as a parquet row group.
-        buffer_bytes: the most bytes buffered over all buckets; past it, the biggest buffer is
-            written.
+        buffer_bytes: the most bytes buffered over all buckets; then every bucket's rows are
+            written as a row group.
         compression: parquet codec.
         version: Kedro versioning (``versioned: true`` in the catalog).
     """
@@ -256,14 +319,12 @@ class EventPartsDataset(AbstractVersionedDataset[EventStreamLike, EventParts]):
         self,
         filepath: str,
         *,
-        row_group_rows: int = 1 << 18,
-        buffer_bytes: int = 32 << 20,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         compression: str = "snappy",
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
-        self._row_group_rows = int(row_group_rows)
         self._buffer_bytes = int(buffer_bytes)
         self._compression = compression
         self.metadata = metadata
@@ -283,7 +344,6 @@ class EventPartsDataset(AbstractVersionedDataset[EventStreamLike, EventParts]):
             Path(str(self._get_save_path())),
             data.schema,
             data.n_buckets,
-            row_group_rows=self._row_group_rows,
             buffer_bytes=self._buffer_bytes,
             compression=self._compression,
             whole_buckets=bool(getattr(data, "whole_buckets", False)),
@@ -300,6 +360,6 @@ class EventPartsDataset(AbstractVersionedDataset[EventStreamLike, EventParts]):
         return {
             "filepath": str(self._filepath),
             "version": self._version,
-            "row_group_rows": self._row_group_rows,
+            "buffer_bytes": self._buffer_bytes,
             "compression": self._compression,
         }

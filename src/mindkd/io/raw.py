@@ -7,8 +7,11 @@
 - ``MimicEventsDataset(filepath, table, block_size)`` loads a lazy ``MimicEventReader`` for the
   event tables (chartevents ≈ 313 M rows, labevents ≈ 120 M rows): loading checks the header and
   nothing else; iterating streams arrow record batches from the gzip file with
-  ``pyarrow.csv.open_csv`` (large blocks, only the needed columns converted, types from the
-  schema). Memory stays flat.
+  ``pyarrow.csv.open_csv`` (only the needed columns converted, types from the schema). A
+  background thread decompresses and parses ``prefetch`` blocks ahead of the consumer, so the
+  read overlaps the consumer's work on a second core while memory stays bounded by a few blocks
+  (arrow's own parallel parser, ``use_threads``, reads ahead without bound and was no faster on
+  gzip input, where decompression is the bottleneck: ``benchmarks/ehr_ingest.py``).
 
 Both check the header first: a missing file, or a missing column, raises ``MimicSourceError`` naming
 the file, the table, the column, the columns found and the config key to set. Extra columns are fine
@@ -31,6 +34,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,9 @@ from mindkd.mimic.schemas import MIMIC_IV_DIR_HINT, MimicSourceError, TableSchem
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE = 8 << 20
+DEFAULT_BLOCK_SIZE = 2 << 20
+DEFAULT_USE_THREADS = False
+DEFAULT_PREFETCH = 2
 _HEADER_PROBE = 1 << 16
 
 
@@ -194,17 +201,21 @@ class MimicEventReader:
     opens the file again and streams it with ``pyarrow.csv.open_csv``: gzip is decompressed on the
     fly, ``block_size`` bytes of text at a time, and only ``columns`` are converted, to the schema's
     types. ``bytes_read`` tracks the compressed bytes consumed, for progress against ``size_bytes``.
+    A value that does not parse raises ``MimicSourceError`` naming the file.
     """
 
     def __init__(
         self,
         path: Path,
         table: str,
+        *,
         columns: Sequence[str] | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
-        use_threads: bool = True,
+        use_threads: bool = DEFAULT_USE_THREADS,
+        prefetch: int = DEFAULT_PREFETCH,
     ) -> None:
         self.path = Path(path)
+        self.prefetch = int(prefetch)
         self.schema = table_schema(table)
         default = self.schema.stream_columns or self.schema.column_names
         self.columns = _resolve_columns(self.schema, default if columns is None else columns)
@@ -231,8 +242,18 @@ class MimicEventReader:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self.batches()
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """Stream the file as record batches with the columns (in order) of ``self.columns``."""
+    def batches(self) -> EventBatches:
+        """Stream the file as record batches with the columns (in order) of ``self.columns``.
+
+        With ``prefetch`` > 0 a background thread decompresses and parses up to ``prefetch``
+        batches ahead (arrow releases the GIL), so the consumer's work overlaps the read while
+        memory stays bounded by ``prefetch + 1`` batches. The iterator keeps ``size_bytes`` and
+        ``bytes_read`` for progress and sizing.
+        """
+        source = self._read() if self.prefetch <= 0 else _prefetched(self._read(), self.prefetch)
+        return EventBatches(self, source)
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
         self.bytes_read = 0
         compression = "gzip" if self.path.suffix == ".gz" else None
         with pa.OSFile(str(self.path), "rb") as raw:
@@ -262,6 +283,74 @@ class MimicEventReader:
         self.bytes_read = self.size_bytes
 
 
+class EventBatches(Iterator[pa.RecordBatch]):
+    """One pass over a ``MimicEventReader``: an iterator that also knows the file's size."""
+
+    def __init__(self, reader: MimicEventReader, source: Iterator[pa.RecordBatch]) -> None:
+        self._reader = reader
+        self._source = source
+
+    @property
+    def size_bytes(self) -> int:
+        return self._reader.size_bytes
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.bytes_read
+
+    def __next__(self) -> pa.RecordBatch:
+        return next(self._source)
+
+    def close(self) -> None:
+        """Stop reading (and the background thread) before the end of the file."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+_DONE = object()
+
+
+def _prefetched(source: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run ``source`` in a background thread, at most ``depth`` items ahead of the consumer."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="mimic-csv-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        worker.join()
+
+
 class MimicEventsDataset(AbstractDataset[None, MimicEventReader]):
     """A MIMIC-IV event table (chartevents, labevents) loaded as a lazy ``MimicEventReader``."""
 
@@ -272,11 +361,13 @@ class MimicEventsDataset(AbstractDataset[None, MimicEventReader]):
         block_size: int = DEFAULT_BLOCK_SIZE,
         *,
         columns: list[str] | None = None,
-        use_threads: bool = True,
+        use_threads: bool = DEFAULT_USE_THREADS,
+        prefetch: int = DEFAULT_PREFETCH,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._filepath = Path(filepath)
         self._table = table_schema(table).name
+        self._prefetch = int(prefetch)
         self._block_size = int(block_size)
         self._columns = columns
         self._use_threads = use_threads
@@ -289,6 +380,7 @@ class MimicEventsDataset(AbstractDataset[None, MimicEventReader]):
             columns=self._columns,
             block_size=self._block_size,
             use_threads=self._use_threads,
+            prefetch=self._prefetch,
         )
 
     def save(self, data: None) -> None:
@@ -303,4 +395,5 @@ class MimicEventsDataset(AbstractDataset[None, MimicEventReader]):
             "table": self._table,
             "block_size": self._block_size,
             "columns": self._columns,
+            "prefetch": self._prefetch,
         }

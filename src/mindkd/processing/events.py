@@ -100,18 +100,18 @@ class _ItemLookup:
     """(source, itemid) -> (channel, rule) for the chart and the lab items."""
 
     def __init__(self) -> None:
-        self.tables = {}
+        self.tables: dict[bool, tuple[pa.Array, np.ndarray, np.ndarray]] = {}
         for is_lab, items in ((False, CHART_ITEMS), (True, LAB_ITEMS)):
             ids = sorted(items)
             self.tables[is_lab] = (
                 pa.array(ids, type=pa.int64()),
-                np.array([items[i][0] for i in ids] + [-1], dtype=np.int64),
-                np.array([_RULE[items[i][1]] for i in ids] + [-1], dtype=np.int64),
+                np.array([items[i][0] for i in ids] + [-1], dtype=np.int8),
+                np.array([_RULE[items[i][1]] for i in ids] + [-1], dtype=np.int8),
             )
 
     def __call__(self, itemid: pa.Array, is_lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        channel = np.full(len(itemid), -1, dtype=np.int64)
-        rule = np.full(len(itemid), -1, dtype=np.int64)
+        channel = np.full(len(itemid), -1, dtype=np.int8)
+        rule = np.full(len(itemid), -1, dtype=np.int8)
         for lab, (ids, channels, rules) in self.tables.items():
             rows = is_lab if lab else ~is_lab
             if not rows.any():
@@ -199,15 +199,14 @@ class _Packer:
 def _runs(sorted_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of rows whose key equals a neighbour's, and a run id for each of them."""
     same = sorted_key[1:] == sorted_key[:-1]
-    if not same.any():
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    in_run = np.zeros(len(sorted_key), dtype=bool)
-    in_run[1:] |= same
-    in_run[:-1] |= same
-    starts = np.ones(len(sorted_key), dtype=bool)
-    starts[1:] = ~same
-    positions = np.flatnonzero(in_run)
-    return positions, np.cumsum(starts)[positions]
+    tied = np.flatnonzero(same)  # row tied+1 repeats row tied
+    if not len(tied):
+        return tied, tied
+    positions = np.union1d(tied, tied + 1)
+    # a run starts at a position whose predecessor is not tied to it
+    starts = np.ones(len(positions), dtype=bool)
+    starts[1:] = ~same[positions[1:] - 1]
+    return positions, np.cumsum(starts)
 
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -233,7 +232,8 @@ def _duplicates(
         return positions
     rows = order[positions]
     texts = table.select(["value", "valueuom"]).take(pa.array(rows))
-    number = np.where(np.isnan(valuenum[rows]), np.inf, valuenum[rows]).view(np.int64)
+    number = valuenum[rows]
+    number = np.where(np.isnan(number), np.nan, number).view(np.int64)  # one bit pattern for NaN
     fields = (
         is_lab[rows].astype(np.int64),
         _codes(texts["valueuom"]),
@@ -331,14 +331,16 @@ def _read_values(
 def _apply_ranges(
     value: np.ndarray, channel: np.ndarray, reason: np.ndarray, counts: CleanCounts
 ) -> None:
-    rows = np.flatnonzero(reason == _KEEP)
-    v, ch = value[rows], channel[rows]
-    outside = ~((v >= _DROP_LOW[ch]) & (v <= _DROP_HIGH[ch]))  # NaN / inf count as outside
-    reason[rows[outside]] = _REASON["out_of_range"]
+    """Drop values outside [drop_low, drop_high]; clip the rest to [clip_low, clip_high]."""
+    keep = reason == _KEEP
+    ch = np.maximum(channel, 0)
+    with np.errstate(invalid="ignore"):
+        inside = (value >= _DROP_LOW[ch]) & (value <= _DROP_HIGH[ch])  # NaN, inf: outside
+    reason[keep & ~inside] = _REASON["out_of_range"]
     low, high = _CLIP_LOW[ch], _CLIP_HIGH[ch]
-    clipped = ~outside & ((v < low) | (v > high))
-    value[rows[clipped]] = np.clip(v[clipped], low[clipped], high[clipped])
-    counts.add("clipped", ch[clipped])
+    clipped = np.flatnonzero(keep & inside & ((value < low) | (value > high)))
+    value[clipped] = np.clip(value[clipped], low[clipped], high[clipped])
+    counts.add("clipped", channel[clipped])
 
 
 def _derive_gcs_total(
@@ -375,14 +377,14 @@ def clean_bucket(table: pa.Table) -> tuple[pa.Table, CleanCounts]:
     if not n:
         return CLEAN_EVENT_SCHEMA.empty_table(), counts
     stay = table.column("stay_id").to_numpy()
-    t = table.column("charttime").cast(pa.int64()).to_numpy()
+    t = table.column("charttime").cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
     itemid_arrow = table.column("itemid")
     itemid = itemid_arrow.to_numpy()
     valuenum = table.column("valuenum").to_numpy().astype(np.float64)
     is_lab = pc.equal(table.column("source"), "lab").to_numpy(zero_copy_only=False)
     channel, rule = _LOOKUP(itemid_arrow, is_lab)
 
-    reason = np.full(n, _KEEP, dtype=np.int64)
+    reason = np.full(n, _KEEP, dtype=np.int8)
     reason[channel < 0] = _REASON["unknown_item"]
     packer = _Packer(stay, t)
     key = packer(stay, t, np.maximum(channel, 0))
@@ -471,6 +473,8 @@ def clean_events(parts: BucketedEvents, n_workers: int | None = None) -> EventSt
         return clean_bucket(parts.read(bucket))
 
     def chunks() -> Iterator[tuple[int, pa.Table]]:
+        # give back what pass 1 left cached in arrow's allocator before holding whole buckets
+        pa.default_memory_pool().release_unused()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending: deque[tuple[int, Future[tuple[pa.Table, CleanCounts]]]] = deque()
             buckets = iter(range(parts.n_buckets))

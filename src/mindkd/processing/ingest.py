@@ -10,8 +10,9 @@ arrow batches with the ``stream_columns`` of ``mindkd.mimic.schemas``) and, vect
    dropped as ``outside_stay``; a chart row is kept when its own ``stay_id`` contains it, else it
    is dropped as ``stay_mismatch`` (it falls in another stay of the subject) or ``outside_stay``
    (in none);
-4. routes kept rows into ``n_buckets`` buckets by ``stay_id % n_buckets``, so a stay lives in
-   exactly one bucket and pass 2 (``mindkd.processing.events``) can work bucket by bucket.
+4. routes kept rows into buckets by ``stay_id % n_buckets``, so a stay lives in exactly one
+   bucket and pass 2 (``mindkd.processing.events``) can work bucket by bucket: each input batch
+   becomes one chunk, its rows grouped by a ``bucket`` column.
 
 It returns a lazy ``EventStream``: nothing is read until a consumer (``EventPartsDataset.save``)
 iterates it, and its ``stats`` fill as it is consumed. Every row is counted once, by the first check
@@ -35,6 +36,10 @@ from mindkd.mimic.variables import CHART_ITEMS, LAB_ITEMS, VARIABLE_NAMES, UnitR
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKETS = 32
+#: Compressed input bytes per bucket beyond which more buckets are used (pass 2 memory stays flat).
+DEFAULT_BUCKET_BYTES = 8 << 20
+MAX_BUCKETS = 1024
+_RELEASE_EVERY = 32
 
 #: Rows of pass 1: the raw columns pass 2 needs, one row per kept event.
 RAW_EVENT_SCHEMA = pa.schema(
@@ -61,18 +66,25 @@ INGEST_REASONS: tuple[str, ...] = (
 _KEEP = len(INGEST_REASONS)
 
 
-class EventStream:
-    """A single-use, lazy stream of ``(bucket, pa.Table)`` chunks with ``schema`` and ``stats``.
+#: A chunk of a stream: one bucket's rows, or rows of many buckets with a ``bucket`` column
+#: (grouped by bucket). ``mindkd.io.event_parts`` reads both.
+Chunk = tuple[int, pa.Table] | pa.Table
+BUCKET_COLUMN = "bucket"
 
-    A bucket may come in many chunks, in any order. ``stats`` is a plain dict that the producer
-    updates as chunks are consumed; it is final (``stats["complete"] is True``) once the stream is
-    exhausted. Iterating a second time raises: the stream is gone once consumed. With
-    ``whole_buckets`` a bucket comes in exactly one chunk (a consumer may close its file at once).
+
+class EventStream:
+    """A single-use, lazy stream of chunks (see ``Chunk``) with ``schema``, ``n_buckets``, ``stats``.
+
+    ``schema`` is that of the rows, without the bucket column. A bucket may come in many chunks.
+    ``stats`` is a plain dict that the producer updates as chunks are consumed; it is final
+    (``stats["complete"] is True``) once the stream is exhausted. Iterating a second time raises:
+    the stream is gone once consumed. With ``whole_buckets`` a bucket comes in exactly one chunk
+    (a consumer may close its file at once).
     """
 
     def __init__(
         self,
-        chunks: Iterator[tuple[int, pa.Table]],
+        chunks: Iterator[Chunk],
         schema: pa.Schema,
         n_buckets: int,
         stats: dict[str, Any],
@@ -85,7 +97,7 @@ class EventStream:
         self.stats = stats
         self._consumed = False
 
-    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
+    def __iter__(self) -> Iterator[Chunk]:
         if self._consumed:
             raise RuntimeError(
                 "This EventStream was already consumed; save it through EventPartsDataset and "
@@ -99,38 +111,12 @@ class EventStream:
 
 
 class BucketedEvents(Protocol):
-    """What pass 2 reads: complete buckets, by number (``EventParts`` and ``MemoryEventParts``)."""
+    """What pass 2 reads: whole buckets by number (``mindkd.io.event_parts.EventParts``)."""
 
     n_buckets: int
     stats: Mapping[str, Any]
 
     def read(self, bucket: int) -> pa.Table: ...
-
-
-class MemoryEventParts:
-    """An ``EventStream`` collected in memory, bucket by bucket (tests and small data)."""
-
-    def __init__(self, stream: EventStream) -> None:
-        chunks: dict[int, list[pa.Table]] = {}
-        for bucket, table in stream:
-            chunks.setdefault(bucket, []).append(table)
-        self.schema = stream.schema
-        self.n_buckets = stream.n_buckets
-        self.stats = stream.stats
-        empty = stream.schema.empty_table()
-        self._tables = {
-            b: pa.concat_tables(chunks.get(b, [empty])).combine_chunks()
-            for b in range(self.n_buckets)
-        }
-
-    def read(self, bucket: int) -> pa.Table:
-        return self._tables[bucket]
-
-    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
-        return iter(self._tables.items())
-
-    def to_table(self) -> pa.Table:
-        return pa.concat_tables(self._tables.values())
 
 
 def _times_to_seconds(values: pd.Series) -> np.ndarray:
@@ -304,14 +290,17 @@ def _attribute(
     return code, np.where(attributed >= 0, stays.stay_id[np.maximum(attributed, 0)], -1)
 
 
+_BATCH_SCHEMA = pa.schema([pa.field(BUCKET_COLUMN, pa.int32()), *RAW_EVENT_SCHEMA])
+
+
 def _route_batch(
     batch: pa.RecordBatch,
     source: str,
     stays: StayIndex,
     n_buckets: int,
     counts: _Counts,
-) -> Iterator[tuple[int, pa.Table]]:
-    """Filter, check and attribute one batch; yield its kept rows bucket by bucket."""
+) -> pa.Table | None:
+    """Filter, check and attribute one batch; its kept rows grouped by bucket, or None."""
     items = _ITEMS[source]
     itemid = batch.column("itemid")
     counts.rows_read[source] += batch.num_rows
@@ -319,39 +308,28 @@ def _route_batch(
     rows = pc.indices_nonzero(pc.is_in(itemid, value_set=items.value_set))
     counts.other_items[source] += batch.num_rows - itemid.null_count - len(rows)
     if not len(rows):
-        return
+        return None
     channel = items.channel[pc.index_in(itemid.take(rows), value_set=items.value_set).to_numpy()]
     code, stay = _attribute(batch, rows, source, stays)
     grid = counts.by_reason[source]
     grid += np.bincount(code * grid.shape[1] + channel, minlength=grid.size).reshape(grid.shape)
     kept = np.flatnonzero(code == _KEEP)
     if not len(kept):
-        return
-    stay = stay[kept]
-    bucket = stay % n_buckets
+        return None
+    bucket = stay[kept] % n_buckets
     order = np.argsort(bucket, kind="stable")
-    per_bucket = np.bincount(bucket, minlength=n_buckets)
     assert counts.per_bucket is not None
-    counts.per_bucket += per_bucket
-    source_value = pa.array([source])
-    original = rows.to_numpy()[kept][order]
-    stay = stay[order]
-    columns = batch.select(list(_OUTPUT_COLUMNS))
-    ends = np.cumsum(per_bucket)
-    for b in np.flatnonzero(per_bucket):
-        lo, hi = int(ends[b] - per_bucket[b]), int(ends[b])
-        part = columns.take(pa.array(original[lo:hi]))
-        yield (
-            int(b),
-            pa.Table.from_arrays(
-                [
-                    pa.array(stay[lo:hi]),
-                    *part.columns,
-                    source_value.take(np.zeros(hi - lo, dtype=np.int64)),
-                ],
-                schema=RAW_EVENT_SCHEMA,
-            ),
-        )
+    counts.per_bucket += np.bincount(bucket, minlength=n_buckets)
+    taken = batch.select(list(_OUTPUT_COLUMNS)).take(pa.array(rows.to_numpy()[kept][order]))
+    return pa.Table.from_arrays(
+        [
+            pa.array(bucket[order].astype(np.int32)),
+            pa.array(stay[kept][order]),
+            *taken.columns,
+            pa.array([source]).take(np.zeros(len(kept), dtype=np.int64)),
+        ],
+        schema=_BATCH_SCHEMA,
+    )
 
 
 def _progress(events: Iterable[Any], label: str) -> Iterator[Any]:
@@ -372,6 +350,7 @@ def ingest_events(
     labevents: Iterable[pa.RecordBatch | pa.Table],
     icustays: pd.DataFrame,
     n_buckets: int = DEFAULT_BUCKETS,
+    bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
 ) -> EventStream:
     """Stream both event tables into a lazy ``EventStream`` of ``RAW_EVENT_SCHEMA`` rows by bucket.
 
@@ -380,8 +359,12 @@ def ingest_events(
             (a ``MimicEventReader`` of ``chartevents``).
         labevents: batches with the same columns but stay_id (a ``MimicEventReader`` of labevents).
         icustays: subject_id, stay_id, intime, outtime (``MimicTableDataset`` of ``icustays``).
-        n_buckets: stays are routed to bucket ``stay_id % n_buckets``. Pass 2 holds one bucket in
-            memory, so raise it for bigger data (32 keeps a bucket of real MIMIC-IV under ~0.3 GB).
+        n_buckets: the least number of buckets; a stay goes to bucket ``stay_id % n``.
+        bucket_bytes: pass 2 holds a whole bucket in memory, so when the readers know their
+            compressed size (``size_bytes``), ``n`` grows to one bucket per ``bucket_bytes`` of
+            input (at most ``MAX_BUCKETS``): buckets, and pass 2's memory, stay the same size
+            whatever the input (real MIMIC-IV: ~600 buckets of ~0.1 M rows). None: exactly
+            ``n_buckets``.
 
     Stats (``stream.stats``, final once consumed): ``sources.<chart|lab>`` has ``rows_read``,
     ``rows_other_items`` (items of no variable, skipped), ``rows_variable_items``, ``rows_kept`` and
@@ -390,8 +373,7 @@ def ingest_events(
     ``icustays.rows_used`` / ``rows_invalid`` (stays missing ids or times, or ending before they
     start).
     """
-    if n_buckets < 1:
-        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    n_buckets = resolve_n_buckets((chartevents, labevents), n_buckets, bucket_bytes)
     stays = StayIndex(icustays)
     counts = _Counts()
     counts.per_bucket = np.zeros(n_buckets, dtype=np.int64)
@@ -401,19 +383,36 @@ def ingest_events(
         stats.clear()
         stats.update(counts.as_stats(stays, n_buckets, complete))
 
-    def chunks() -> Iterator[tuple[int, pa.Table]]:
+    def chunks() -> Iterator[Chunk]:
         sources: tuple[tuple[str, Iterable[Any]], ...] = (
             ("chart", chartevents),
             ("lab", labevents),
         )
         for source, events in sources:
-            for batch in _progress(events, f"ingest {source}events"):
-                yield from _route_batch(_as_batch(batch), source, stays, n_buckets, counts)
+            for i, batch in enumerate(_progress(events, f"ingest {source}events"), start=1):
+                routed = _route_batch(_as_batch(batch), source, stays, n_buckets, counts)
                 refresh()
+                if routed is not None:
+                    yield routed
+                if i % _RELEASE_EVERY == 0:  # keep arrow's allocator from hoarding freed pages
+                    pa.default_memory_pool().release_unused()
         refresh(complete=True)
         _log_summary(stats)
 
     return EventStream(chunks(), RAW_EVENT_SCHEMA, n_buckets, stats)
+
+
+def resolve_n_buckets(sources: Iterable[Any], n_buckets: int, bucket_bytes: int | None) -> int:
+    """``n_buckets``, raised to one bucket per ``bucket_bytes`` of compressed input when known."""
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    if bucket_bytes is None:
+        return n_buckets
+    size = sum(getattr(source, "size_bytes", 0) for source in sources)
+    wanted = min(MAX_BUCKETS, -(-size // bucket_bytes))
+    if wanted > n_buckets:
+        logger.info("Using %s buckets for %s MB of compressed events", wanted, size >> 20)
+    return max(n_buckets, wanted)
 
 
 def _as_batch(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
