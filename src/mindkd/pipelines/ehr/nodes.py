@@ -28,9 +28,7 @@ def ingest_events(
     params: EhrParams,
 ) -> EventStream:
     """Pass 1: keep the 17 variables' items, attribute events to stays, route them to buckets."""
-    return ingest.ingest_events(
-        chartevents.batches(), labevents.batches(), icustays, n_buckets=params.n_buckets
-    )
+    return ingest.ingest_events(chartevents, labevents, icustays, n_buckets=params.n_buckets)
 
 
 def clean_events(raw_events: EventParts, params: EhrParams) -> EventStream:

@@ -15,7 +15,9 @@ class EhrParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_buckets: int = Field(32, ge=1, description="stays per bucket = stays / n_buckets")
+    n_buckets: int = Field(
+        32, ge=1, description="minimum stay buckets; raised to one per 8 MiB of gzip input"
+    )
     clean_workers: int | None = Field(None, ge=1, description="buckets cleaned at once")
     scratch_dir: str | None = Field(None, description="temporary tensor files; null = TMPDIR")
 
