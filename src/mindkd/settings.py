@@ -19,3 +19,11 @@ from mindkd.hooks import TrackingHook  # noqa: E402
 
 HOOKS = (TrackingHook(),)
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name (underscore)
+
+# Teacher ensemble member SLOTS per modality (Kedro's dynamic-pipeline pattern): the teachers pipeline
+# has one namespace per slot (`<task>.teacher_<slot>`); each slot's encoder and settings are parameters
+# (`<task>.teachers.<modality>.members.<slot>` in parameters_teachers.yml).
+TEACHER_MEMBERS: dict[str, tuple[str, ...]] = {
+    "ehr": ("lstm_small", "lstm_large", "transformer"),
+    "cxr": ("resnet18", "resnet34", "densenet"),
+}

@@ -22,10 +22,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mindkd.models.registry import RegistryError, encoder_settings, list_encoders
+from mindkd.training.fit import AmpMode, FitConfig
 
 Recipe = Literal["pretrain_then_finetune", "finetune_only"]
-Scheduler = Literal["cosine", "plateau", "none"]
-SelectMetric = Literal["auroc", "auprc", "loss"]
 Combine = Literal["mean_logits", "mean_probs"]
 
 
@@ -55,23 +54,17 @@ class MemberParams(_Params):
         return self
 
 
-class FitParams(_Params):
-    """One training phase: AdamW + scheduler, early stopping on the validation split."""
+class FitParams(FitConfig):
+    """One training phase: ``mindkd.training.FitConfig`` (AdamW + scheduler, early stopping on val,
+    device, AMP, seed) plus the loader settings of the teachers."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=2, description=">= 2: batch norm needs two samples")
-    eval_batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    patience: int = Field(3, ge=1, description="epochs without val improvement before stopping")
-    scheduler: Scheduler = "cosine"
-    select_metric: SelectMetric = Field("auroc", description="val metric for early stopping")
-    grad_clip: float | None = Field(1.0, gt=0.0)
-    device: str = Field("auto", description="auto | cpu | cuda[:n]")
-    amp: bool = Field(True, description="mixed precision when on CUDA (ignored on the CPU)")
-    seed: int = Field(0, ge=0)
+    amp: AmpMode = Field("bf16", description="autocast on CUDA (ignored on the CPU): off|bf16|fp16")
+    eval_batch_size: int = Field(256, ge=1, description="batch size of validation and prediction")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    progress: bool = True
+
+    def fit_config(self) -> FitConfig:
+        """The settings ``mindkd.training.fit`` takes (the loader settings left out)."""
+        return FitConfig(**self.model_dump(include=set(FitConfig.model_fields)))
 
 
 class PretrainParams(_Params):

@@ -1,0 +1,183 @@
+"""Glue between the teacher nodes and ``mindkd.training``: build, train and run unimodal teachers.
+
+A teacher is a ``UnimodalClassifier`` (one encoder, one linear head) that sees one modality only:
+its datasets are ``MultiModalDataset``s whose samples all lack the other modality, so every batch is
+a ``MultiModalBatch`` with only ``ehr`` or only ``cxr`` filled. Training is ``mindkd.training.fit``
+with the task loss alone (``MindLoss`` with ``alpha = 0``: BCE over the observed labels, NaN labels
+masked; cross-entropy for multiclass), early-stopped on the validation split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from mindkd.io.array_store import ArrayStore
+from mindkd.models.batch import TaskKind
+from mindkd.models.registry import build_encoder, count_parameters
+from mindkd.models.student import UnimodalClassifier
+from mindkd.training.data import MultiModalDataset, SampleTable, make_loader
+from mindkd.training.device import resolve_device
+from mindkd.training.fit import FitResult, RoutedEvaluator, predict
+from mindkd.training.fit import fit as run_fit
+from mindkd.training.losses import MindLoss, MindLossConfig
+from mindkd.training.seed import deterministic, seed_everything
+
+from .params import CacheParams, FitParams, MemberParams
+from .samples import label_matrix
+
+logger = logging.getLogger(__name__)
+
+# Pixel normalisation of the uint8 images: (v / 255 - mean) / std. Teachers only: a member is always
+# trained and run with the same values, so they need not match the student's.
+IMAGE_MEAN = 0.5
+IMAGE_STD = 0.25
+ENCODER_PREFIXES = ("ehr_encoder.", "cxr_encoder.")
+
+
+@dataclass
+class MemberLogits:
+    """One member's logits for every key it saw, with what identifies the member."""
+
+    modality: str
+    keys: np.ndarray  # (n,) str
+    splits: np.ndarray  # (n,) str
+    logits: np.ndarray  # (n, K) float32
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def build_teacher(
+    member: MemberParams, num_outputs: int, seed: int | None = None
+) -> UnimodalClassifier:
+    """The member's network with a fresh head; seeded first when ``seed`` is given."""
+    if seed is not None:
+        seed_everything(seed)
+    encoder = build_encoder(member.encoder, **member.settings)
+    return UnimodalClassifier(encoder, num_outputs, head_dropout=member.head_dropout)
+
+
+def ehr_dataset(
+    samples: pd.DataFrame, store: ArrayStore, labels: Sequence[str]
+) -> MultiModalDataset:
+    """EHR-only samples (``key`` = stay_id) read from the time-series store."""
+    lengths = np.ones(len(store.arrays["values"]), dtype=np.int64)
+    lengths[store.index["row"].to_numpy()] = store.index["length"].to_numpy()
+    table = SampleTable(
+        ehr_row=store.rows(samples["key"]),
+        cxr_row=np.full(len(samples), -1, dtype=np.int64),
+        labels=label_matrix(samples, labels),
+        keys=samples["key"].to_numpy(),
+    )
+    return MultiModalDataset(table, ehr_values=store.arrays["values"], ehr_lengths=lengths)
+
+
+def image_dataset(
+    samples: pd.DataFrame, store: ArrayStore, labels: Sequence[str]
+) -> MultiModalDataset:
+    """CXR-only samples (``key`` = dicom_id) read from the image store, normalised."""
+    table = SampleTable(
+        ehr_row=np.full(len(samples), -1, dtype=np.int64),
+        cxr_row=store.rows(samples["key"]),
+        labels=label_matrix(samples, labels),
+        keys=samples["key"].to_numpy(),
+    )
+    return MultiModalDataset(
+        table, images=store.arrays["images"], image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+    )
+
+
+def train_teacher(
+    model: UnimodalClassifier,
+    train: MultiModalDataset,
+    val: MultiModalDataset,
+    kind: TaskKind,
+    params: FitParams,
+) -> FitResult:
+    """Fit ``model`` on ``train`` with the task loss, early-stopping on ``val`` (best epoch kept)."""
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(
+            f"a teacher needs train and val samples, got {len(train)} train and {len(val)} val"
+        )
+    loss = MindLoss(kind, MindLossConfig(alpha=0.0))
+    train_loader = make_loader(
+        train,
+        params.batch_size,
+        shuffle=True,
+        seed=params.seed,
+        num_workers=params.num_workers,
+        drop_last=len(train) > params.batch_size,  # no batch of one for batch norm
+    )
+    val_loader = make_loader(val, params.eval_batch_size, shuffle=False)
+    evaluate = RoutedEvaluator(kind, loss_fn=loss)
+    return run_fit(model, loss, train_loader, val_loader, evaluate, params.fit_config())
+
+
+def history_report(result: FitResult, model: UnimodalClassifier) -> dict[str, Any]:
+    """The JSON report of one training phase: best epoch and score, sizes, per-epoch records."""
+    return {
+        "monitor": result.monitor,
+        "best_epoch": result.best_epoch,
+        "best_score": result.best_score,
+        "stopped_early": result.stopped_early,
+        "parameters": count_parameters(model),
+        "epochs": result.history,
+    }
+
+
+def encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The encoder's entries of a teacher state dict (the head left out)."""
+    return {k: v for k, v in state_dict.items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def load_encoder(model: UnimodalClassifier, state_dict: Mapping[str, Tensor]) -> None:
+    """Load the encoder weights of ``state_dict`` into ``model``, keeping its own (new) head.
+
+    Raises ``ValueError`` when an encoder weight is missing or unexpected: the pre-trained network
+    and the member's settings disagree.
+    """
+    encoder = encoder_state(state_dict)
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    missing_encoder = [k for k in missing if k.startswith(ENCODER_PREFIXES)]
+    if missing_encoder or unexpected:
+        raise ValueError(
+            "the pre-trained weights do not fit the member's encoder: missing "
+            f"{missing_encoder[:5]}, unexpected {list(unexpected)[:5]}; pre-train again after "
+            "changing the member's settings"
+        )
+
+
+def predict_member(
+    model: UnimodalClassifier, dataset: MultiModalDataset, params: CacheParams
+) -> np.ndarray:
+    """``(n, K)`` float32 logits for every sample of ``dataset``, in its order (eval mode, no grad)."""
+    device = resolve_device(params.device)
+    model.to(device)
+    loader = make_loader(dataset, params.batch_size, shuffle=False)
+    with deterministic():
+        out = predict(model, loader)
+    return out["routed"].astype(np.float32)
+
+
+def member_provenance(
+    model: UnimodalClassifier, member: MemberParams, weights_sha256: str
+) -> dict[str, Any]:
+    """What identifies a member in the cache: modality, encoder and settings, size, weights digest."""
+    return {
+        "modality": model.modality,
+        "encoder": member.encoder,
+        "settings": dict(member.settings),
+        "head_dropout": member.head_dropout,
+        "parameters": count_parameters(model),
+        "weights_sha256": weights_sha256,
+    }
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
