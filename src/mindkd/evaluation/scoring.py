@@ -1,0 +1,223 @@
+"""Scores of many models on one test set: per subset and head, with seeded bootstrap intervals.
+
+Inputs are two tables:
+
+* **predictions**, long: ``model``, ``key``, ``head`` and ``logit_0 .. logit_{K-1}``; one row per
+  sample a head applies to (``routed`` is the prediction a model serves);
+* **samples**: ``key``, ``kind`` (``paired`` / ``ehr_only`` / ...) and the label columns.
+
+A head is scored on a subset (``full``: every test sample; ``paired``: the samples with both
+modalities) only when it covers every sample of the subset, so all numbers of one subset are
+computed on the same samples. Every model of one subset is scored on the *same* bootstrap resamples
+(``resample_indices(n, n_bootstrap, seed)``), so differences between models get paired intervals.
+AUROC / AUPRC are macro averages over labels for multilabel tasks (``mindkd.training.metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mindkd.models.batch import TaskKind
+from mindkd.training.metrics import (
+    auprc,
+    auroc,
+    bootstrap,
+    expected_calibration_error,
+    reliability_table,
+    resample_indices,
+)
+
+from .calibration import calibration_inputs, probabilities
+
+logger = logging.getLogger(__name__)
+
+METRICS = {"auroc": auroc, "auprc": auprc}
+SUBSETS: tuple[str, ...] = ("full", "paired")
+HEAD_ORDER: tuple[str, ...] = ("routed", "ehr", "cxr", "fused")
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Bootstrap and calibration settings of an evaluation."""
+
+    n_bootstrap: int = 1000
+    level: float = 0.95
+    seed: int = 0
+    ece_bins: int = 10
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
+
+
+@dataclass
+class Scores:
+    """``table``: one row per (model, subset, head); ``differences``: model − reference, paired;
+    ``reliability``: the reliability bins of every scored (model, subset, head)."""
+
+    table: pd.DataFrame
+    differences: pd.DataFrame
+    reliability: pd.DataFrame
+    draws: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def logit_columns(predictions: pd.DataFrame) -> list[str]:
+    columns = [c for c in predictions.columns if str(c).startswith("logit_")]
+    if not columns:
+        raise ValueError("the predictions have no logit_* columns")
+    return columns
+
+
+def subset_keys(samples: pd.DataFrame) -> dict[str, pd.Index]:
+    """The keys of each subset: ``full`` (every sample) and ``paired`` (kind == paired)."""
+    return {
+        "full": pd.Index(samples["key"]),
+        "paired": pd.Index(samples.loc[samples["kind"] == "paired", "key"]),
+    }
+
+
+def aligned_logits(
+    predictions: pd.DataFrame, model: str, head: str, keys: pd.Index
+) -> np.ndarray | None:
+    """``(n, K)`` logits of ``model``'s ``head`` in the order of ``keys``; None unless it covers all."""
+    rows = predictions[(predictions["model"] == model) & (predictions["head"] == head)]
+    if rows.empty:
+        return None
+    indexed = rows.set_index("key")[logit_columns(predictions)]
+    if indexed.index.has_duplicates:
+        raise ValueError(f"{model}/{head}: more than one prediction for some keys")
+    if not keys.isin(indexed.index).all():
+        return None
+    return indexed.loc[keys].to_numpy(dtype=np.float64)
+
+
+def score_predictions(
+    predictions: pd.DataFrame,
+    samples: pd.DataFrame,
+    labels: Sequence[str],
+    kind: TaskKind,
+    settings: ScoreSettings,
+    *,
+    models: Sequence[str] | None = None,
+    reference: str | None = None,
+) -> Scores:
+    """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head."""
+    models = list(models or dict.fromkeys(predictions["model"]))
+    labelled = samples.set_index("key")
+    rows: list[dict[str, object]] = []
+    bins: list[pd.DataFrame] = []
+    draws: dict[tuple[str, str, str, str], np.ndarray] = {}
+    for subset, keys in subset_keys(samples).items():
+        if keys.empty:
+            continue
+        y = labelled.loc[keys, list(labels)].to_numpy(dtype=np.float64)
+        indices = resample_indices(len(keys), settings.n_bootstrap, settings.seed)
+        usable = int(defined_resamples(y, indices).sum())
+        for model in models:
+            for head in HEAD_ORDER:
+                logits = aligned_logits(predictions, model, head, keys)
+                if logits is None:
+                    continue
+                row, values, reliability = _score_one(
+                    y, logits, kind, indices, settings=settings, usable=usable
+                )
+                rows.append({"model": model, "subset": subset, "head": head, **row})
+                draws.update({(model, subset, head, m): v for m, v in values.items()})
+                bins.append(reliability.assign(model=model, subset=subset, head=head))
+    table = pd.DataFrame(rows)
+    reliability = (
+        pd.concat(bins, ignore_index=True) if bins else pd.DataFrame(columns=["model", "bin"])
+    )
+    front = ["model", "subset", "head"]
+    reliability = reliability[front + [c for c in reliability.columns if c not in front]]
+    differences = paired_differences(table, draws, reference, settings.level)
+    return Scores(table=table, differences=differences, reliability=reliability, draws=draws)
+
+
+def _score_one(
+    y: np.ndarray,
+    logits: np.ndarray,
+    kind: TaskKind,
+    indices: np.ndarray,
+    *,
+    settings: ScoreSettings,
+    usable: int,
+) -> tuple[dict[str, object], dict[str, np.ndarray], pd.DataFrame]:
+    """The row of one (model, subset, head), its usable bootstrap draws and its reliability bins.
+
+    The draws are kept when they are exactly the ``usable`` resamples of the subset (those where
+    some label has both classes), so they line up with every other model's draws.
+    """
+    probs = probabilities(logits, kind)
+    scores = probs if kind == "multiclass" else logits
+    row: dict[str, object] = {"n": len(y), "positives": float(np.nansum(y))}
+    values: dict[str, np.ndarray] = {}
+    for name, fn in METRICS.items():
+        result = bootstrap(fn, y, scores, alpha=settings.alpha, indices=indices)
+        row |= {
+            name: result.point,
+            f"{name}_low": result.low,
+            f"{name}_high": result.high,
+            f"{name}_skipped": result.n_skipped,
+        }
+        if len(result.values) == usable:
+            values[name] = result.values
+    y_cal, p_cal = calibration_inputs(y, probs, kind)
+    row["ece"] = expected_calibration_error(y_cal, p_cal, settings.ece_bins)
+    row["n_bootstrap"] = int(indices.shape[0])
+    return row, values, reliability_table(y_cal, p_cal, settings.ece_bins)
+
+
+def defined_resamples(y: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``(R,)`` bool: the resamples on which some label has both classes (AUROC / AUPRC defined).
+
+    Depends on the labels only, so it is the same for every model scored on these resamples.
+    """
+    y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    n = y2.shape[0]
+    counts = np.zeros((indices.shape[0], n))
+    np.add.at(counts, (np.arange(indices.shape[0])[:, None], indices), 1.0)  # (R, n) draws
+    positives = counts @ (y2 == 1.0)  # (R, K)
+    negatives = counts @ (y2 == 0.0)
+    return ((positives > 0) & (negatives > 0)).any(axis=1)
+
+
+def paired_differences(
+    table: pd.DataFrame,
+    draws: Mapping[tuple[str, str, str, str], np.ndarray],
+    reference: str | None,
+    level: float,
+) -> pd.DataFrame:
+    """``model − reference`` per subset, head and metric, with a paired percentile interval.
+
+    Both models were scored on the same resamples, so the interval is that of the per-resample
+    difference over the resamples where the metric is defined (the same for both: it depends on
+    the labels only); NaN when the draws could not be lined up.
+    """
+    columns = ["model", "reference", "subset", "head", "metric", "difference", "low", "high"]
+    if reference is None or table.empty or reference not in set(table["model"]):
+        return pd.DataFrame(columns=columns)
+    points = table.set_index(["model", "subset", "head"])
+    rows = []
+    for (model, subset, head), row in points.iterrows():
+        if model == reference or (reference, subset, head) not in points.index:
+            continue
+        ref = points.loc[(reference, subset, head)]
+        for metric in METRICS:
+            a, b = (
+                draws.get((model, subset, head, metric)),
+                draws.get((reference, subset, head, metric)),
+            )
+            low = high = math.nan
+            if a is not None and b is not None:
+                low, high = np.percentile(a - b, [50 * (1 - level), 100 - 50 * (1 - level)])
+            rows.append(
+                [model, reference, subset, head, metric, row[metric] - ref[metric], low, high]
+            )
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,161 @@
+"""Glue between the distill nodes and ``mindkd.training``: datasets, training, test predictions.
+
+Every variant (student, no-KD student, baselines) goes through the same functions: a
+``MultiModalDataset`` over the prepared stores (mixed paired / EHR-only samples, the missing modality
+never padded), ``mindkd.training.fit`` with ``MindLoss`` early-stopped on the val split, and
+``mindkd.training.predict`` for the per-head test logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from mindkd.io.array_store import ArrayStore
+from mindkd.models.student import HEADS, RoutedModel
+from mindkd.training.data import MultiModalDataset, SampleTable, collate_multimodal, make_loader
+from mindkd.training.fit import FitResult, RoutedEvaluator, fit, predict
+from mindkd.training.losses import MindLoss
+from mindkd.training.seed import deterministic, seed_everything
+
+from .samples import label_matrix
+from .targets import targets_for
+from .variants import ImageNormaliser, ModelSpec, build_model
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_HEADS: tuple[str, ...] = (*HEADS, "routed")
+
+
+def logit_columns(num_outputs: int) -> list[str]:
+    return [f"logit_{k}" for k in range(num_outputs)]
+
+
+def build_dataset(
+    samples: pd.DataFrame,
+    spec: ModelSpec,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+    targets: pd.DataFrame | None = None,
+) -> MultiModalDataset:
+    """Samples of one split read from the stores by key; teacher targets when given."""
+    lengths = np.ones(len(timeseries.arrays["values"]), dtype=np.int64)
+    lengths[timeseries.index["row"].to_numpy()] = timeseries.index["length"].to_numpy()
+    paired = samples["dicom_id"].notna().to_numpy()
+    cxr_row = np.full(len(samples), -1, dtype=np.int64)
+    if paired.any():
+        cxr_row[paired] = image_store.rows(samples.loc[paired, "dicom_id"])
+    teacher = {} if targets is None else targets_for(targets, samples, len(spec.labels))
+    table = SampleTable(
+        ehr_row=timeseries.rows(samples["stay_id"]),
+        cxr_row=cxr_row,
+        labels=label_matrix(samples, spec.labels),
+        teacher=teacher,
+        keys=samples["stay_id"].to_numpy(),
+    )
+    return MultiModalDataset(
+        table,
+        ehr_values=timeseries.arrays["values"],
+        ehr_lengths=lengths,
+        images=image_store.arrays["images"],
+        image_mean=spec.image.mean,
+        image_std=spec.image.std,
+    )
+
+
+def fit_image_normaliser(
+    samples: pd.DataFrame, image_store: ArrayStore, chunk: int = 512
+) -> ImageNormaliser:
+    """Mean and standard deviation of the pixels (/255) of the samples' images, read in chunks."""
+    keys = samples["dicom_id"].dropna().drop_duplicates()
+    images = image_store.arrays["images"]
+    side = int(images.shape[-1])
+    if keys.empty:
+        logger.warning("No train image: image normalisation falls back to mean 0.5, std 0.25")
+        return ImageNormaliser(mean=0.5, std=0.25, image_size=side, images=0)
+    rows = np.sort(image_store.rows(keys))
+    total = total_sq = 0.0
+    for start in range(0, len(rows), chunk):
+        pixels = np.asarray(images[rows[start : start + chunk]], dtype=np.float64) / 255.0
+        total += float(pixels.sum())
+        total_sq += float(np.square(pixels).sum())
+    count = len(rows) * side * side
+    mean = total / count
+    std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
+    return ImageNormaliser(mean=mean, std=std, image_size=side, images=len(rows))
+
+
+def train_model(
+    spec: ModelSpec,
+    train: MultiModalDataset,
+    val: MultiModalDataset,
+) -> tuple[RoutedModel, FitResult]:
+    """Build ``spec``'s network (seeded) and fit it with its loss; the best val epoch is kept."""
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"{spec.variant} needs train and val samples, got {len(train)}/{len(val)}")
+    cfg = spec.fit
+    seed_everything(cfg.seed)
+    model = build_model(spec)
+    loss = MindLoss(spec.kind, spec.loss)
+    logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
+    train_loader = make_loader(
+        train,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
+    )
+    val_loader = make_loader(val, cfg.eval_batch_size, shuffle=False)
+    evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
+    result = fit(model, loss, train_loader, val_loader, evaluate, cfg.fit_config())
+    return model, result
+
+
+def _kinds(dataset: MultiModalDataset) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in dataset.kinds().items() if n)
+
+
+def load_model(spec: ModelSpec, weights: Mapping[str, Tensor]) -> RoutedModel:
+    """``spec``'s network with ``weights``, on the CPU, in eval mode."""
+    model = build_model(spec)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def predict_frame(model: RoutedModel, dataset: MultiModalDataset, spec: ModelSpec) -> pd.DataFrame:
+    """Long table of test logits: ``stay_id``, ``head`` (ehr/cxr/fused/routed), ``logit_*``.
+
+    One row per stay and head that applies to it; the routed row is what the model serves.
+    """
+    loader = make_loader(dataset, spec.fit.eval_batch_size, shuffle=False, pin_memory=False)
+    with deterministic():
+        out = predict(model.to("cpu"), loader, routing=spec.routing)
+    columns = logit_columns(len(spec.labels))
+    frames = []
+    for head in PREDICTION_HEADS:
+        if head not in out:
+            continue
+        logits = out[head]
+        present = np.isfinite(logits).all(axis=1)
+        frame = pd.DataFrame(logits[present], columns=columns)
+        frame.insert(0, "head", head)
+        frame.insert(0, "stay_id", out["keys"][present])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def single_sample_batches(dataset: MultiModalDataset, count: int) -> list[object]:
+    """``count`` batches of one sample each (the dataset's samples in order, cycled)."""
+    if len(dataset) == 0:
+        raise ValueError("latency needs at least one test sample")
+    return [collate_multimodal([dataset[i % len(dataset)]])[0] for i in range(count)]
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -1,0 +1,423 @@
+"""Nodes of the ``distill`` pipeline: the MIND student, its baselines and their evaluation.
+
+Per task (namespace ``<task>.distill``): ``assemble_distill_samples`` -> ``select_distill_samples``
+(train / val in the ``data`` setting, the full test split) -> ``fit_image_normaliser`` (train images
+only); ``read_teacher_targets`` and ``count_teacher_parameters`` read the teachers' logit cache, the
+only teacher output this stage sees: it never builds or runs a teacher.
+
+Per model variant (namespace ``<task>.distill.<variant>``, variants in ``variants.VARIANTS``):
+``specify_<variant>`` -> ``train_model`` -> ``track_training_curves``, ``predict_test_set``,
+``measure_compression`` (and ``export_student`` for MIND). The teacher ensembles are scored from the
+cache (``<task>.distill.teachers``).
+
+Evaluation: ``collect_test_predictions`` (plus the Bayes ceiling when the demo truth exists) ->
+``evaluate_test_predictions`` -> ``tabulate_comparison``, ``render_comparison``, plots, metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import Tensor, nn
+
+from mindkd.evaluation import (
+    CEILING,
+    ScoreSettings,
+    comparison_table,
+    ensemble_compression,
+    model_compression,
+    reliability_figure,
+    roc_pr_figure,
+    score_predictions,
+    to_markdown,
+    truth_predictions,
+)
+from mindkd.evaluation.scoring import Scores
+from mindkd.io.array_store import ArrayStore
+from mindkd.io.logit_cache import LogitCache
+from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.tasks import get_task
+from mindkd.training.losses import ensemble_targets
+
+from . import glue
+from . import samples as sampling
+from . import targets as teacher_targets
+from .params import DistillParams
+from .variants import VARIANTS, ImageNormaliser, ModelSpec, specify
+
+logger = logging.getLogger(__name__)
+
+History = dict[str, Any]
+TEACHERS = "teachers"
+TRACKED = (  # evaluation columns logged as MLflow metrics
+    *(f"{metric}{part}" for metric in ("auroc", "auprc") for part in ("", "_low", "_high")),
+    "ece",
+    "n",
+)
+
+
+# ------------------------------------------------------------------------------------- samples
+def assemble_distill_samples(
+    cohort: pd.DataFrame,
+    pairs: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+    task: TaskParams,
+) -> pd.DataFrame:
+    """Every cohort stay with its paired image or none, split, kind (paired / ehr_only), labels."""
+    labels = get_task(task.name).labels
+    samples = sampling.assemble_samples(cohort, pairs, timeseries, image_store, labels)
+    for split in sampling.SPLITS:
+        logger.info(
+            "%s %s: %s", task.name, split, sampling.describe(sampling.split_rows(samples, split))
+        )
+    return samples
+
+
+def select_distill_samples(
+    samples: pd.DataFrame, params: DistillParams
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Train and val samples of the ``data`` setting (paired | partial); every test stay."""
+    chosen = sampling.select_setting(samples, params.data)
+    train, val = (sampling.split_rows(chosen, s) for s in ("train", "val"))
+    return train, val, sampling.split_rows(samples, "test")
+
+
+def fit_image_normaliser(train_samples: pd.DataFrame, image_store: ArrayStore) -> dict[str, Any]:
+    """Pixel mean / std of the train split's images (fitted on train only) and the image side."""
+    return glue.fit_image_normaliser(train_samples, image_store).model_dump()
+
+
+# ------------------------------------------------------------------------------------- teachers
+def read_teacher_targets(
+    teacher_logits: LogitCache, samples: pd.DataFrame, params: DistillParams, task: TaskParams
+) -> pd.DataFrame:
+    """Ensemble targets per stay from the logit cache (EHR; CXR where paired), ``combine`` applied."""
+    definition = get_task(task.name)
+    return teacher_targets.read_targets(
+        teacher_logits,
+        samples,
+        task=definition.name,
+        kind=definition.kind,
+        num_outputs=len(definition.labels),
+        combine=params.combine,
+    )
+
+
+def count_teacher_parameters(teacher_logits: LogitCache) -> dict[str, int]:
+    """Parameters of every member and of both ensembles, from the cache's provenance."""
+    return teacher_targets.teacher_parameter_counts(teacher_logits)
+
+
+def predict_teacher_ensembles(
+    kd_targets: pd.DataFrame, test_samples: pd.DataFrame, params: DistillParams, task: TaskParams
+) -> pd.DataFrame:
+    """Teacher ensembles as a model: EHR for every stay, CXR and their combination where paired."""
+    definition = get_task(task.name)
+    k = len(definition.labels)
+    cached = teacher_targets.targets_for(kd_targets, test_samples, k)
+    paired = test_samples["kind"].eq("paired").to_numpy()
+    both = np.stack([cached["ehr"][paired], cached["cxr"][paired]])  # (2, n_paired, K)
+    fused = ensemble_targets(both, combine=params.combine, kind=definition.kind)
+    routed = cached["ehr"].copy()
+    routed[paired] = fused
+    stays = test_samples["stay_id"].to_numpy()
+    heads = {
+        "ehr": (stays, cached["ehr"]),
+        "cxr": (stays[paired], cached["cxr"][paired]),
+        "fused": (stays[paired], fused),
+        "routed": (stays, routed),
+    }
+    return _long_predictions(heads, k)
+
+
+def _long_predictions(heads: dict[str, tuple[np.ndarray, np.ndarray]], k: int) -> pd.DataFrame:
+    frames = []
+    for head, (stays, logits) in heads.items():
+        frame = pd.DataFrame(logits, columns=glue.logit_columns(k))
+        frame.insert(0, "head", head)
+        frame.insert(0, "stay_id", stays)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def describe_teacher_ensembles(teacher_sizes: dict[str, int]) -> dict[str, float]:
+    """Size of both teacher ensembles (float32 bytes estimated; latency not measured here)."""
+    total = int(teacher_sizes["ensembles_total"])
+    return ensemble_compression(total, total)
+
+
+# ------------------------------------------------------------------------------------- variants
+def _specify(
+    variant: str,
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+) -> dict[str, Any]:
+    image = ImageNormaliser.model_validate(image_normaliser)
+    spec = specify(variant, params, get_task(task.name), teacher_sizes, image)
+    return spec.model_dump(mode="json")
+
+
+def specify_mind(
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+) -> dict[str, Any]:
+    """The MIND student's card: multi-head student, MIND loss; fails above the size budget."""
+    return _specify("mind", params, task, teacher_sizes, image_normaliser)
+
+
+def specify_no_kd(
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+) -> dict[str, Any]:
+    """Baseline (a): the same student, the same code path, ``alpha = 0`` (no distillation)."""
+    return _specify("no_kd", params, task, teacher_sizes, image_normaliser)
+
+
+def specify_zero_filled(
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+) -> dict[str, Any]:
+    """Baseline (b): single-head joint fusion with the missing X-ray zero-filled, task loss."""
+    return _specify("zero_filled", params, task, teacher_sizes, image_normaliser)
+
+
+def specify_medfuse(
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+) -> dict[str, Any]:
+    """Baseline (d): teacher-sized MedFuse (LSTM over the modality tokens present), task loss."""
+    return _specify("medfuse", params, task, teacher_sizes, image_normaliser)
+
+
+def train_model(
+    spec: dict[str, Any],
+    train_samples: pd.DataFrame,
+    val_samples: pd.DataFrame,
+    kd_targets: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+) -> tuple[dict[str, Tensor], History]:
+    """Fit the spec's model on train (early stopping on val); KD targets only when ``alpha > 0``."""
+    card = ModelSpec.model_validate(spec)
+    targets = kd_targets if card.uses_teachers else None
+    train = glue.build_dataset(train_samples, card, timeseries, image_store, targets)
+    val = glue.build_dataset(val_samples, card, timeseries, image_store, targets)
+    _, result = glue.train_model(card, train, val)
+    history = {
+        "variant": card.variant,
+        "monitor": result.monitor,
+        "best_epoch": result.best_epoch,
+        "best_score": result.best_score,
+        "stopped_early": result.stopped_early,
+        "train_samples": train.kinds().to_dict(),
+        "epochs": result.history,
+    }
+    return result.state_dict, history
+
+
+def track_training_curves(history: History) -> dict[str, list[dict[str, float]]]:
+    """Every per-epoch term (``train/<loss term>``, ``val/<metric or term>``, lr) for MLflow."""
+    curves: dict[str, list[dict[str, float]]] = {}
+    for record in history.get("epochs", []):
+        step = int(record["epoch"])
+        for key, value in record.items():
+            if key != "epoch" and value is not None and np.isfinite(value):
+                curves.setdefault(key, []).append({"value": float(value), "step": step})
+    return curves
+
+
+def predict_test_set(
+    weights: dict[str, Tensor],
+    spec: dict[str, Any],
+    test_samples: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+) -> pd.DataFrame:
+    """Test logits per stay and head (ehr, cxr, fused where they apply; routed for every stay)."""
+    card = ModelSpec.model_validate(spec)
+    model = glue.load_model(card, weights)
+    dataset = glue.build_dataset(test_samples, card, timeseries, image_store)
+    return glue.predict_frame(model, dataset, card)
+
+
+def measure_compression(
+    weights: dict[str, Tensor],
+    spec: dict[str, Any],
+    test_samples: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+    params: DistillParams,
+) -> dict[str, float]:
+    """Parameters, state-dict bytes and CPU latency per test sample at batch 1 (p50 / p95)."""
+    card = ModelSpec.model_validate(spec)
+    model = glue.load_model(card, weights)
+    latency = params.evaluation.latency
+    dataset = glue.build_dataset(test_samples, card, timeseries, image_store)
+    batches = glue.single_sample_batches(dataset, latency.samples)
+    return model_compression(
+        model,
+        lambda batch: model.predict(batch, card.routing),
+        batches,
+        teacher_parameters=card.teacher_parameters,
+        warmup=latency.warmup,
+        threads=latency.threads,
+    )
+
+
+def export_student(weights: dict[str, Tensor], spec: dict[str, Any]) -> nn.Module:
+    """The trained student as a module (eval mode, CPU) for the MLflow pytorch model."""
+    return glue.load_model(ModelSpec.model_validate(spec), weights)
+
+
+# ------------------------------------------------------------------------------------- evaluation
+def collect_test_predictions(
+    test_samples: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    task: TaskParams,
+    **models: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every model's test predictions in one table (``model`` column), plus the Bayes ceiling.
+
+    The ceiling (demo data only) comes from the generator's true probabilities; it is evaluated,
+    never trained on.
+    """
+    frames = [frame.assign(model=name) for name, frame in models.items()]
+    definition = get_task(task.name)
+    ceiling = truth_predictions(
+        truth, _eval_samples(test_samples), definition.name, definition.labels
+    )
+    if ceiling is not None:
+        frames.append(ceiling.rename(columns={"key": "stay_id"}))
+    table = pd.concat(frames, ignore_index=True)
+    front = ["model", "stay_id", "head"]
+    return table[front + [c for c in table.columns if c not in front]]
+
+
+def _eval_samples(test_samples: pd.DataFrame) -> pd.DataFrame:
+    return test_samples.rename(columns={"stay_id": "key"})
+
+
+def model_order(table: pd.DataFrame) -> list[str]:
+    """The models of ``table`` in report order: the variants, the teachers, the ceiling."""
+    known = [*VARIANTS, TEACHERS, CEILING]
+    present = list(dict.fromkeys(table["model"]))
+    return [m for m in known if m in present] + [m for m in present if m not in known]
+
+
+def evaluate_test_predictions(
+    test_predictions: pd.DataFrame,
+    test_samples: pd.DataFrame,
+    params: DistillParams,
+    task: TaskParams,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """AUROC / AUPRC with bootstrap intervals and ECE per model, subset and head; differences to
+    the reference model on the same resamples; reliability bins."""
+    definition = get_task(task.name)
+    settings = params.evaluation
+    scores: Scores = score_predictions(
+        test_predictions.rename(columns={"stay_id": "key"}),
+        _eval_samples(test_samples),
+        definition.labels,
+        definition.kind,
+        ScoreSettings(settings.n_bootstrap, settings.level, settings.seed, settings.ece_bins),
+        models=model_order(test_predictions),
+        reference=settings.reference,
+    )
+    return scores.table, scores.differences, scores.reliability
+
+
+def tabulate_comparison(
+    evaluation: pd.DataFrame, differences: pd.DataFrame, **compression: dict[str, float]
+) -> pd.DataFrame:
+    """One row per model and test subset: routed scores with intervals, per-head AUROC, cost."""
+    scores = Scores(table=evaluation, differences=differences, reliability=pd.DataFrame())
+    models = model_order(evaluation)
+    return comparison_table(scores, compression, models)
+
+
+def render_comparison(
+    comparison: pd.DataFrame, params: DistillParams, task: TaskParams
+) -> tuple[str, str]:
+    """The comparison table as markdown (for the versioned report and the MLflow artifact)."""
+    settings = params.evaluation
+    notes = [
+        f"Test split; `full` = every test stay, `paired` = test stays with an X-ray. Routed "
+        f"prediction: paired -> {params.routing} head, EHR-only -> EHR head.",
+        f"{settings.level:.0%} percentile-bootstrap intervals, {settings.n_bootstrap} resamples "
+        f"(seed {settings.seed}), the same resamples for every model of a subset; "
+        f"Δ = model − {settings.reference} on those resamples.",
+        "AUROC / AUPRC are macro averages over labels for multilabel tasks. ECE: "
+        f"{settings.ece_bins} equal-width bins. Teachers: float32 size estimated, latency not run.",
+        f"MIND: alpha {params.alpha}, T {params.temperature}, distance {params.distance}, "
+        f"combine {params.combine}, fused target {params.fused_target}, data {params.data}.",
+    ]
+    text = to_markdown(comparison, f"{task.name}: MIND vs baselines", settings.reference, notes)
+    return text, text
+
+
+def plot_roc_pr(
+    test_predictions: pd.DataFrame,
+    test_samples: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    task: TaskParams,
+) -> tuple[Any, Any, Any, Any]:
+    """ROC and PR curves per head (routed, ehr, cxr, fused) of every model that has the head."""
+    definition = get_task(task.name)
+    predictions = test_predictions.rename(columns={"stay_id": "key"})
+    figures = [
+        roc_pr_figure(
+            predictions,
+            _eval_samples(test_samples),
+            evaluation,
+            labels=definition.labels,
+            kind=definition.kind,
+            head=head,
+            models=model_order(test_predictions),
+            title=task.name,
+        )
+        for head in ("routed", "ehr", "cxr", "fused")
+    ]
+    return figures[0], figures[1], figures[2], figures[3]
+
+
+def plot_reliability(reliability: pd.DataFrame, task: TaskParams) -> Any:
+    """Reliability diagram of every model's routed prediction on the full test set."""
+    return reliability_figure(reliability, model_order(reliability), title=task.name)
+
+
+def track_evaluation_metrics(
+    evaluation: pd.DataFrame, differences: pd.DataFrame, comparison: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """MLflow metrics ``<model>.<subset>.<head>.<metric>[_low|_high]``, deltas and cost."""
+    metrics: dict[str, dict[str, float]] = {}
+    values = [c for c in TRACKED if c in evaluation.columns]
+    for _, row in evaluation.iterrows():
+        for column in values:
+            _put(metrics, f"{row['model']}.{row['subset']}.{row['head']}.{column}", row[column])
+    for _, row in differences.iterrows():
+        name = f"{row['model']}.{row['subset']}.{row['head']}.delta_{row['metric']}"
+        for part, column in (("", "difference"), ("_low", "low"), ("_high", "high")):
+            _put(metrics, f"{name}{part}", row[column])
+    for _, row in comparison.drop_duplicates("model").iterrows():
+        for column in ("parameters", "state_dict_mb", "latency_p50_ms", "latency_p95_ms"):
+            _put(metrics, f"{row['model']}.{column}", row[column])
+    return metrics
+
+
+def _put(metrics: dict[str, dict[str, float]], name: str, value: Any) -> None:
+    if isinstance(value, int | float | np.number) and np.isfinite(value):
+        metrics[name] = {"value": float(value), "step": 0}

@@ -1,0 +1,246 @@
+"""Wiring of the ``distill`` pipeline: per task, samples and teacher targets, one node chain per
+model variant, the teacher ensembles from the cache, and the evaluation.
+
+Namespaces (each a group in kedro-viz): ``<task>.distill`` (samples, targets, evaluation),
+``<task>.distill.<variant>`` for ``mind``, ``no_kd``, ``zero_filled``, ``medfuse`` and
+``<task>.distill.teachers``. Run one task with ``--namespaces ihm``; one variant (after a first
+full run has written the samples and targets) with ``--namespaces ihm.distill.mind``. Inputs from
+other stages: ``<task>.cohort``, ``<task>.timeseries``, ``<task>.pairs``, ``<task>.teacher_logits``,
+``cxr_image_store`` and the optional ``demo_truth_stays``; nothing upstream is run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kedro.pipeline import Node, Pipeline
+
+from mindkd.pipelines.ehr.pipeline import TASKS
+
+from . import nodes
+from .variants import VARIANTS
+
+SHARED = {"cxr_image_store", "demo_truth_stays"}
+TASK_INPUTS = {"cohort", "timeseries", "pairs", "teacher_logits"}
+PARAMETERS = {"params:distill", "params:task"}
+CHAIN_INPUTS = {
+    "teacher_sizes",
+    "image_normaliser",
+    "train_samples",
+    "val_samples",
+    "test_samples",
+    "kd_targets",
+    "timeseries",
+    "cxr_image_store",
+}
+SPECIFY = {
+    "mind": nodes.specify_mind,
+    "no_kd": nodes.specify_no_kd,
+    "zero_filled": nodes.specify_zero_filled,
+    "medfuse": nodes.specify_medfuse,
+}
+HEADS = ("routed", "ehr", "cxr", "fused")
+
+
+def _samples_and_targets() -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.assemble_distill_samples,
+                ["cohort", "pairs", "timeseries", "cxr_image_store", "params:task"],
+                "samples",
+                name="assemble_distill_samples",
+            ),
+            Node(
+                nodes.select_distill_samples,
+                ["samples", "params:distill"],
+                ["train_samples", "val_samples", "test_samples"],
+                name="select_distill_samples",
+            ),
+            Node(
+                nodes.fit_image_normaliser,
+                ["train_samples", "cxr_image_store"],
+                "image_normaliser",
+                name="fit_image_normaliser",
+            ),
+            Node(
+                nodes.read_teacher_targets,
+                ["teacher_logits", "samples", "params:distill", "params:task"],
+                "kd_targets",
+                name="read_teacher_targets",
+            ),
+            Node(
+                nodes.count_teacher_parameters,
+                "teacher_logits",
+                "teacher_sizes",
+                name="count_teacher_parameters",
+            ),
+        ]
+    )
+
+
+def _variant(variant: str) -> Pipeline:
+    stores = ["timeseries", "cxr_image_store"]
+    chain = [
+        Node(
+            SPECIFY[variant],
+            ["params:distill", "params:task", "teacher_sizes", "image_normaliser"],
+            "spec",
+            name=f"specify_{variant}",
+        ),
+        Node(
+            nodes.train_model,
+            ["spec", "train_samples", "val_samples", "kd_targets", *stores],
+            ["weights", "history"],
+            name="train_model",
+        ),
+        Node(nodes.track_training_curves, "history", "curves", name="track_training_curves"),
+        Node(
+            nodes.predict_test_set,
+            ["weights", "spec", "test_samples", *stores],
+            "predictions",
+            name="predict_test_set",
+        ),
+        Node(
+            nodes.measure_compression,
+            ["weights", "spec", "test_samples", *stores, "params:distill"],
+            "compression",
+            name="measure_compression",
+        ),
+    ]
+    if variant == "mind":
+        chain.append(
+            Node(nodes.export_student, ["weights", "spec"], "mlflow_model", name="export_student")
+        )
+    return Pipeline(
+        chain,
+        namespace=variant,
+        inputs=CHAIN_INPUTS,
+        outputs=_chain_outputs(variant),
+        parameters=PARAMETERS,
+        tags=[f"distill_{variant}"],
+    )
+
+
+def _chain_outputs(model: str) -> dict[str, str]:
+    """What the evaluation reads from a model's chain: ``<model>_predictions`` / ``_compression``."""
+    return {"predictions": f"{model}_predictions", "compression": f"{model}_compression"}
+
+
+def _teachers() -> Pipeline:
+    chain = Pipeline(
+        [
+            Node(
+                nodes.predict_teacher_ensembles,
+                ["kd_targets", "test_samples", "params:distill", "params:task"],
+                "predictions",
+                name="predict_teacher_ensembles",
+            ),
+            Node(
+                nodes.describe_teacher_ensembles,
+                "teacher_sizes",
+                "compression",
+                name="describe_teacher_ensembles",
+            ),
+        ]
+    )
+    return Pipeline(
+        chain,
+        namespace=nodes.TEACHERS,
+        inputs={"kd_targets", "test_samples", "teacher_sizes"},
+        outputs=_chain_outputs(nodes.TEACHERS),
+        parameters=PARAMETERS,
+    )
+
+
+def _evaluation(models: Sequence[str]) -> Pipeline:
+    predictions = {m: _chain_outputs(m)["predictions"] for m in models}
+    compression = {m: _chain_outputs(m)["compression"] for m in models}
+    return Pipeline(
+        [
+            Node(
+                nodes.collect_test_predictions,
+                {
+                    "test_samples": "test_samples",
+                    "truth": "demo_truth_stays",
+                    "task": "params:task",
+                    **predictions,
+                },
+                "predictions",
+                name="collect_test_predictions",
+            ),
+            Node(
+                nodes.evaluate_test_predictions,
+                ["predictions", "test_samples", "params:distill", "params:task"],
+                ["evaluation", "differences", "reliability"],
+                name="evaluate_test_predictions",
+            ),
+            Node(
+                nodes.tabulate_comparison,
+                {"evaluation": "evaluation", "differences": "differences", **compression},
+                "comparison_table",
+                name="tabulate_comparison",
+            ),
+            Node(
+                nodes.render_comparison,
+                ["comparison_table", "params:distill", "params:task"],
+                ["comparison_markdown", "comparison_report"],
+                name="render_comparison",
+            ),
+            Node(
+                nodes.plot_roc_pr,
+                ["predictions", "test_samples", "evaluation", "params:task"],
+                [f"roc_pr_{head}" for head in HEADS],
+                name="plot_roc_pr",
+            ),
+            Node(
+                nodes.plot_reliability,
+                ["reliability", "params:task"],
+                "reliability_plot",
+                name="plot_reliability",
+            ),
+            Node(
+                nodes.track_evaluation_metrics,
+                ["evaluation", "differences", "comparison_table"],
+                "metrics",
+                name="track_evaluation_metrics",
+            ),
+        ],
+        tags=["distill_evaluation"],
+    )
+
+
+def create_task_pipeline(variants: Sequence[str] = VARIANTS) -> Pipeline:
+    """One task's distill stage (un-namespaced): samples, every variant, teachers, evaluation."""
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "mind" not in variants:
+        raise ValueError(f"variants must include 'mind' and come from {VARIANTS}, got {variants}")
+    return Pipeline(
+        [
+            _samples_and_targets(),
+            *(_variant(v) for v in variants),
+            _teachers(),
+            _evaluation([*variants, nodes.TEACHERS]),
+        ]
+    )
+
+
+def create_pipeline(
+    tasks: Sequence[str] = TASKS, variants: Sequence[str] = VARIANTS, **kwargs: object
+) -> Pipeline:
+    """The distill stage of every task: namespaces ``<task>.distill`` and its variants."""
+    per_task = [
+        Pipeline(
+            Pipeline(
+                create_task_pipeline(variants),
+                namespace="distill",
+                inputs=TASK_INPUTS | SHARED,
+                parameters=PARAMETERS,
+            ),
+            namespace=task,
+            inputs=SHARED,
+            tags=[task],
+        )
+        for task in tasks
+    ]
+    return Pipeline(per_task, tags=["distill"])

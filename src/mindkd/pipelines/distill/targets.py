@@ -1,0 +1,136 @@
+"""Teacher targets read from the logit cache: one ensemble logit row per stay and modality.
+
+The cache (``mindkd.io.logit_cache.LogitCache``) holds every member's logits keyed by ``stay_id``
+(EHR, as a string) and ``dicom_id`` (CXR). The distill stage reads it here and nowhere else; it
+never builds or runs a teacher. A *target table* has ``stay_id``, ``split`` and the columns
+``ehr_0 .. ehr_{K-1}`` and ``cxr_0 .. cxr_{K-1}`` (NaN for a stay without an image).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mindkd.io.logit_cache import LogitCache
+from mindkd.models.batch import TaskKind
+from mindkd.training.losses import EnsembleCombine, ensemble_targets
+
+from .samples import DistillDataError
+
+logger = logging.getLogger(__name__)
+
+TEACHER_MODALITIES: tuple[str, ...] = ("ehr", "cxr")
+
+
+def target_columns(modality: str, num_outputs: int) -> list[str]:
+    return [f"{modality}_{k}" for k in range(num_outputs)]
+
+
+def check_cache(cache: LogitCache, task: str, num_outputs: int) -> None:
+    """Raise when the cache was made for another task or another number of outputs."""
+    cached_task = cache.provenance.get("task")
+    problems = []
+    if cached_task is not None and cached_task != task:
+        problems.append(f"it was made for task {cached_task!r}, not {task!r}")
+    if cache.num_outputs != num_outputs:
+        problems.append(f"it has {cache.num_outputs} logits per row, the task {num_outputs}")
+    for modality in TEACHER_MODALITIES:
+        if not cache.members(modality):
+            problems.append(f"it has no {modality} member")
+    if problems:
+        raise DistillDataError(
+            "the teacher logit cache does not fit: " + "; ".join(problems) + " (re-run teachers)"
+        )
+
+
+def ensemble_logits(
+    cache: LogitCache,
+    modality: str,
+    keys: Sequence[Any],
+    combine: EnsembleCombine,
+    kind: TaskKind,
+) -> np.ndarray:
+    """``(n, K)`` float32 ensemble logits of ``modality``'s members for ``keys`` (cache order kept)."""
+    members = cache.members(modality)
+    try:
+        stacked = np.stack([cache.logits(modality, m, keys) for m in members])  # (M, n, K)
+    except KeyError as exc:
+        raise DistillDataError(
+            f"the teacher logit cache lacks {modality} keys of the distill samples: {exc.args[0]}; "
+            "the cache comes from another cohort or pairing (re-run teachers)"
+        ) from exc
+    return ensemble_targets(stacked, combine=combine, kind=kind)
+
+
+def read_targets(
+    cache: LogitCache,
+    samples: pd.DataFrame,
+    *,
+    task: str,
+    kind: TaskKind,
+    num_outputs: int,
+    combine: EnsembleCombine,
+) -> pd.DataFrame:
+    """The target table of ``samples``: EHR ensemble for every stay, CXR ensemble for paired ones."""
+    check_cache(cache, task, num_outputs)
+    out = samples[["stay_id", "split"]].reset_index(drop=True)
+    ehr = ensemble_logits(cache, "ehr", samples["stay_id"].astype(str), combine, kind)
+    cxr = np.full_like(ehr, np.nan)
+    paired = samples["dicom_id"].notna().to_numpy()
+    if paired.any():
+        dicom = samples.loc[paired, "dicom_id"].astype(str)
+        cxr[paired] = ensemble_logits(cache, "cxr", dicom, combine, kind)
+    frames = [
+        out,
+        pd.DataFrame(ehr, columns=target_columns("ehr", num_outputs)),
+        pd.DataFrame(cxr, columns=target_columns("cxr", num_outputs)),
+    ]
+    logger.info(
+        "Teacher targets (%s of %s EHR + %s CXR members) for %d stays, %d with an image",
+        combine,
+        len(cache.members("ehr")),
+        len(cache.members("cxr")),
+        len(out),
+        int(paired.sum()),
+    )
+    return pd.concat(frames, axis=1)
+
+
+def targets_for(
+    targets: pd.DataFrame, samples: pd.DataFrame, num_outputs: int
+) -> dict[str, np.ndarray]:
+    """``{"ehr": (n, K), "cxr": (n, K)}`` target rows of ``samples`` (by stay_id), NaN where none."""
+    indexed = targets.set_index("stay_id")
+    missing = ~samples["stay_id"].isin(indexed.index)
+    if missing.any():
+        raise DistillDataError(
+            f"{int(missing.sum())} stay(s) have no teacher target, e.g. "
+            f"{samples.loc[missing, 'stay_id'].head(5).tolist()}; re-run read_teacher_targets"
+        )
+    rows = indexed.loc[samples["stay_id"]]
+    return {
+        m: rows[target_columns(m, num_outputs)].to_numpy(dtype=np.float32)
+        for m in TEACHER_MODALITIES
+    }
+
+
+def teacher_parameter_counts(cache: LogitCache) -> dict[str, int]:
+    """Parameters per member, per modality ensemble and of both ensembles together (provenance)."""
+    members: dict[str, Any] = cache.provenance.get("members", {})
+    unknown = sorted(n for n, info in members.items() if "parameters" not in info)
+    if not members or unknown:
+        raise DistillDataError(
+            "the logit cache's provenance does not give the teachers' sizes (members without "
+            f"`parameters`: {unknown or 'all'}); re-run teachers to rebuild the cache"
+        )
+    counts = {name: int(info["parameters"]) for name, info in members.items()}
+    for modality in TEACHER_MODALITIES:
+        counts[f"{modality}_ensemble"] = sum(
+            int(info["parameters"]) for info in members.values() if info["modality"] == modality
+        )
+    counts["ensembles_total"] = counts["ehr_ensemble"] + counts["cxr_ensemble"]
+    return counts

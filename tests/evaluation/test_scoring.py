@@ -1,0 +1,119 @@
+"""Scores per model, subset and head: hand-computed AUROC / AUPRC, bootstrap, ECE, differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mindkd.evaluation import ScoreSettings, logit, score_predictions
+from mindkd.training.metrics import resample_indices
+
+Y = np.array([0, 0, 1, 1, 0, 1], dtype=float)
+S = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+KINDS = ["paired", "paired", "paired", "paired", "ehr_only", "ehr_only"]
+
+
+def _samples() -> pd.DataFrame:
+    return pd.DataFrame({"key": [11, 12, 13, 14, 15, 16], "kind": KINDS, "y": Y})
+
+
+def _predictions(model: str, head: str, keys: list[int], scores: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"model": model, "key": keys, "head": head, "logit_0": scores})
+
+
+def _naive_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    pos, neg = s[y == 1], s[y == 0]
+    if not len(pos) or not len(neg):
+        return np.nan
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return wins / (len(pos) * len(neg))
+
+
+def test_point_estimates_match_a_hand_computed_case() -> None:
+    predictions = _predictions("a", "routed", [11, 12, 13, 14, 15, 16], S)
+    scores = score_predictions(predictions, _samples(), ["y"], "binary", ScoreSettings(seed=3))
+    row = scores.table.set_index(["model", "subset", "head"]).loc[("a", "full", "routed")]
+    # positives .35 .8 .9 vs negatives .1 .4 .2: 8 of 9 pairs ranked right
+    assert row["auroc"] == pytest.approx(8 / 9)
+    # ranked .9+ .8+ .4- .35+ .2- .1-: precision 1, 1, 3/4 at the positives
+    assert row["auprc"] == pytest.approx((1 + 1 + 0.75) / 3)
+    assert row["n"] == 6 and row["positives"] == 3 and row["n_bootstrap"] == 1000
+
+
+def test_bootstrap_interval_matches_a_hand_loop_over_the_same_resamples() -> None:
+    predictions = _predictions("a", "routed", [11, 12, 13, 14, 15, 16], S)
+    settings = ScoreSettings(n_bootstrap=1000, level=0.9, seed=3)
+    row = score_predictions(predictions, _samples(), ["y"], "binary", settings).table.iloc[0]
+    values = np.array([_naive_auroc(Y[i], S[i]) for i in resample_indices(6, 1000, seed=3)])
+    usable = values[np.isfinite(values)]
+    assert row["auroc_skipped"] == 1000 - len(usable) > 0  # one-class draws are skipped
+    low, high = np.percentile(usable, [5, 95])
+    assert (row["auroc_low"], row["auroc_high"]) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_heads_are_scored_only_on_subsets_they_cover() -> None:
+    paired = [11, 12, 13, 14]
+    predictions = pd.concat(
+        [
+            _predictions("a", "routed", [11, 12, 13, 14, 15, 16], S),
+            _predictions("a", "cxr", paired, S[:4]),
+        ]
+    )
+    table = score_predictions(predictions, _samples(), ["y"], "binary", ScoreSettings()).table
+    assert set(zip(table["subset"], table["head"], strict=True)) == {
+        ("full", "routed"),
+        ("paired", "routed"),
+        ("paired", "cxr"),
+    }
+    cxr = table[table["head"] == "cxr"].iloc[0]
+    assert cxr["n"] == 4 and cxr["auroc"] == pytest.approx(_naive_auroc(Y[:4], S[:4]))
+
+
+def test_expected_calibration_error_of_a_hand_made_case() -> None:
+    samples = pd.DataFrame({"key": range(8), "kind": "paired", "y": [0, 0, 0, 1, 1, 1, 1, 1]})
+    probs = np.array([0.25] * 4 + [0.75] * 4)
+    predictions = _predictions("a", "routed", list(range(8)), logit(probs))
+    table = score_predictions(
+        predictions, samples, ["y"], "binary", ScoreSettings(ece_bins=4)
+    ).table
+    # bin [.25, .5): observed 1/4 = .25 (gap 0); bin [.75, 1]: observed 1.0 (gap .25); half the mass
+    assert table["ece"].iloc[0] == pytest.approx(0.5 * 0.25)
+
+
+def test_identical_models_differ_by_exactly_zero_on_shared_resamples() -> None:
+    keys = [11, 12, 13, 14, 15, 16]
+    more = np.array([0.1, 0.4, 0.95, 0.8, 0.2, 0.9])  # the 0.35 positive moved to the top
+    predictions = pd.concat(
+        [
+            _predictions("ref", "routed", keys, S),
+            _predictions("same", "routed", keys, S),
+            _predictions("better", "routed", keys, more),
+        ]
+    )
+    samples = pd.DataFrame({"key": keys, "kind": "paired", "y": Y})
+    scores = score_predictions(
+        predictions, samples, ["y"], "binary", ScoreSettings(seed=1), reference="ref"
+    )
+    diffs = scores.differences.set_index(["model", "subset", "metric"])
+    same = diffs.loc[("same", "full", "auroc")]
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    better = diffs.loc[("better", "full", "auroc")]
+    assert better["difference"] == pytest.approx(1 - 8 / 9)
+    assert 0.0 <= better["low"] <= better["high"]  # never worse on any resample
+
+
+def test_multilabel_scores_are_macro_averages() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(40, 3)).astype(float)
+    logits = y * 2.0 - 1.0 + rng.normal(size=y.shape)
+    logits[:, 2] = rng.normal(size=40)  # one uninformative label
+    samples = pd.DataFrame(y, columns=["l0", "l1", "l2"]).assign(key=range(40), kind="paired")
+    predictions = pd.DataFrame(logits, columns=["logit_0", "logit_1", "logit_2"]).assign(
+        model="m", key=range(40), head="routed"
+    )
+    table = score_predictions(
+        predictions, samples, ["l0", "l1", "l2"], "multilabel", ScoreSettings()
+    ).table
+    expected = np.mean([_naive_auroc(y[:, k], logits[:, k]) for k in range(3)])
+    assert table["auroc"].iloc[0] == pytest.approx(expected)

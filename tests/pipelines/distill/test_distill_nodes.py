@@ -1,0 +1,181 @@
+"""Nodes of the distill stage on tiny in-memory data: samples, targets, routing, no-KD, specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from distill_data import MEMBER_PARAMETERS, MEMBERS, DistillInputs, distill_params, task_params
+
+from mindkd.pipelines.distill import glue, nodes
+from mindkd.pipelines.distill.samples import DistillDataError
+from mindkd.pipelines.distill.variants import ModelSpec, StudentTooLargeError, build_model
+from mindkd.training.data import collate_multimodal
+from mindkd.training.losses import MindLoss
+
+
+def _samples(inputs: DistillInputs) -> pd.DataFrame:
+    return nodes.assemble_distill_samples(
+        inputs.cohort, inputs.pairs, inputs.timeseries, inputs.image_store, task_params()
+    )
+
+
+def _prepared(inputs: DistillInputs, **overrides: object) -> dict[str, object]:
+    params = distill_params(**overrides)
+    samples = _samples(inputs)
+    train, val, test = nodes.select_distill_samples(samples, params)
+    normaliser = nodes.fit_image_normaliser(train, inputs.image_store)
+    targets = nodes.read_teacher_targets(inputs.cache, samples, params, task_params())
+    sizes = nodes.count_teacher_parameters(inputs.cache)
+    return {
+        "params": params,
+        "train": train,
+        "val": val,
+        "test": test,
+        "normaliser": normaliser,
+        "targets": targets,
+        "sizes": sizes,
+    }
+
+
+def test_samples_keep_every_stay_with_its_image_kind_and_label(inputs: DistillInputs) -> None:
+    samples = _samples(inputs)
+    assert len(samples) == len(inputs.cohort)
+    assert samples["kind"].value_counts().to_dict() == {"paired": 64, "ehr_only": 32}
+    assert samples.loc[samples["kind"] == "ehr_only", "dicom_id"].isna().all()
+    merged = samples.merge(inputs.cohort[["stay_id", "y"]], on="stay_id", suffixes=("", "_c"))
+    assert (merged["y"] == merged["y_c"]).all() and samples["y"].dtype == np.float32
+
+
+def test_samples_list_every_disagreement(inputs: DistillInputs) -> None:
+    pairs = inputs.pairs.iloc[1:].copy()
+    pairs.loc[pairs.index[0], "dicom_id"] = "not-in-store"
+    with pytest.raises(
+        DistillDataError,
+        match=r"1 cohort stay\(s\) have no row in the pairs table.*not in the image store",
+    ):
+        nodes.assemble_distill_samples(
+            inputs.cohort, pairs, inputs.timeseries, inputs.image_store, task_params()
+        )
+
+
+def test_data_setting_selects_paired_or_all_train_stays(inputs: DistillInputs) -> None:
+    samples = _samples(inputs)
+    for data, expected in (("paired", {"paired"}), ("partial", {"paired", "ehr_only"})):
+        train, val, test = nodes.select_distill_samples(samples, distill_params(data=data))
+        assert set(train["kind"]) == set(val["kind"]) == expected
+        assert set(train["split"]) == {"train"} and set(val["split"]) == {"val"}
+        assert len(test) == 24 and set(test["kind"]) == {"paired", "ehr_only"}  # full test set
+
+
+def test_image_normaliser_is_fitted_on_train_images_only(inputs: DistillInputs) -> None:
+    prepared = _prepared(inputs)
+    train = prepared["train"]
+    pixels = inputs.image_store.take("images", train["dicom_id"].dropna()) / 255.0
+    stats = prepared["normaliser"]
+    assert stats["images"] == 32 and stats["image_size"] == 16
+    assert stats["mean"] == pytest.approx(pixels.mean(), rel=1e-9)
+    assert stats["std"] == pytest.approx(pixels.std(), rel=1e-9)
+
+
+def test_kd_targets_are_the_cached_ensemble_by_key(inputs: DistillInputs) -> None:
+    prepared = _prepared(inputs)
+    targets = prepared["targets"].set_index("stay_id")
+    stay = int(inputs.pairs.dropna(subset=["dicom_id"])["stay_id"].iloc[3])
+    dicom = inputs.pairs.set_index("stay_id").loc[stay, "dicom_id"]
+    ehr = np.mean([inputs.cache.logits("ehr", m, [stay])[0, 0] for m in MEMBERS["ehr"]])
+    cxr = np.mean([inputs.cache.logits("cxr", m, [dicom])[0, 0] for m in MEMBERS["cxr"]])
+    assert targets.loc[stay, "ehr_0"] == pytest.approx(ehr, abs=1e-6)
+    assert targets.loc[stay, "cxr_0"] == pytest.approx(cxr, abs=1e-6)
+    unpaired = int(inputs.pairs.loc[inputs.pairs["dicom_id"].isna(), "stay_id"].iloc[0])
+    assert np.isnan(targets.loc[unpaired, "cxr_0"])
+    assert prepared["sizes"]["ensembles_total"] == 4 * MEMBER_PARAMETERS
+
+
+def test_a_cache_of_another_cohort_is_refused(inputs: DistillInputs) -> None:
+    samples = _samples(inputs)
+    cache = type(inputs.cache)(
+        table=inputs.cache.table.iloc[1:], provenance=inputs.cache.provenance
+    )
+    with pytest.raises(DistillDataError, match=r"lacks ehr keys.*re-run teachers"):
+        nodes.read_teacher_targets(cache, samples, distill_params(), task_params())
+
+
+def test_specs_share_the_student_and_differ_only_where_they_should(inputs: DistillInputs) -> None:
+    p = _prepared(inputs)
+    args = (p["params"], task_params(), p["sizes"], p["normaliser"])
+    mind, no_kd = nodes.specify_mind(*args), nodes.specify_no_kd(*args)
+    zero, medfuse = nodes.specify_zero_filled(*args), nodes.specify_medfuse(*args)
+    assert mind["loss"]["alpha"] == 0.5 and no_kd["loss"]["alpha"] == 0.0
+    same = {k for k in mind if mind[k] == no_kd[k]}
+    assert set(mind) - same == {"variant", "loss"}
+    assert (zero["architecture"], medfuse["architecture"]) == ("zero_filled", "medfuse")
+    assert zero["loss"]["alpha"] == medfuse["loss"]["alpha"] == 0.0
+    assert mind["teacher_fraction"] == pytest.approx(mind["parameters"] / (4 * MEMBER_PARAMETERS))
+
+
+def test_a_student_over_the_size_budget_fails(inputs: DistillInputs) -> None:
+    p = _prepared(inputs)
+    sizes = {**p["sizes"], "ensembles_total": 100_000}
+    with pytest.raises(StudentTooLargeError, match="max_teacher_fraction"):
+        nodes.specify_mind(p["params"], task_params(), sizes, p["normaliser"])
+    # the teacher-sized baseline is not held to the student budget
+    assert nodes.specify_medfuse(p["params"], task_params(), sizes, p["normaliser"])
+
+
+def _step_grads(
+    spec: ModelSpec,
+    batch_samples: pd.DataFrame,
+    inputs: DistillInputs,
+    targets: pd.DataFrame,
+    forbid_cxr: bool = False,
+) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """One training step as the pipeline takes it: dataset, collate, model, MindLoss, backward."""
+    torch.manual_seed(0)
+    model = build_model(spec).train()
+    if forbid_cxr:
+        model.cxr_encoder.register_forward_pre_hook(lambda *_: pytest.fail("the CXR encoder ran"))
+    dataset = glue.build_dataset(
+        batch_samples, spec, inputs.timeseries, inputs.image_store, targets
+    )
+    batch, labels = collate_multimodal([dataset[i] for i in range(len(dataset))])
+    loss = MindLoss(spec.kind, spec.loss)(model(batch), labels["labels"], labels["teacher"])
+    loss["loss"].backward()
+    return model, loss
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    return float(sum(p.grad.abs().sum() for p in module.parameters() if p.grad is not None))
+
+
+def test_an_ehr_only_sample_never_touches_the_cxr_encoder(inputs: DistillInputs) -> None:
+    p = _prepared(inputs)
+    spec = ModelSpec.model_validate(
+        nodes.specify_mind(p["params"], task_params(), p["sizes"], p["normaliser"])
+    )
+    train = p["train"]
+    ehr_only = train[train["kind"] == "ehr_only"].head(6)
+    model, loss = _step_grads(spec, ehr_only, inputs, p["targets"], forbid_cxr=True)
+    assert {k for k in loss if k.startswith("task/")} == {"task/ehr"}
+    assert _grad_norm(model.ehr_encoder) > 0
+    assert all(p.grad is None for p in model.cxr_encoder.parameters())
+    assert all(p.grad is None for p in model.fusion.parameters())
+    paired = train[train["kind"] == "paired"].head(6)
+    model, loss = _step_grads(spec, paired, inputs, p["targets"])
+    assert {"task/ehr", "task/cxr", "task/fused", "kd/cxr"} <= set(loss)
+    assert _grad_norm(model.cxr_encoder) > 0 and _grad_norm(model.fusion) > 0
+
+
+def test_no_kd_is_plain_training_whatever_the_targets(inputs: DistillInputs) -> None:
+    p = _prepared(inputs, fit={**distill_params().fit.model_dump(), "epochs": 1})
+    spec = nodes.specify_no_kd(p["params"], task_params(), p["sizes"], p["normaliser"])
+    args = (spec, p["train"], p["val"])
+    stores = (inputs.timeseries, inputs.image_store)
+    weights, history = nodes.train_model(*args, p["targets"], *stores)
+    scrambled = p["targets"].assign(ehr_0=99.0, cxr_0=-99.0)
+    again, _ = nodes.train_model(*args, scrambled, *stores)
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    record = history["epochs"][0]
+    assert "train/kd" in record and record["train/kd"] == 0.0  # targets never reach the loss
+    assert record["train/loss"] == pytest.approx(record["train/task"])
