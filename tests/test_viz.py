@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,22 +23,32 @@ LAYER_ORDER = ("raw", "intermediate", "primary", "feature", "model_input")
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below 49151 (kedro-viz refuses the ephemeral range above it)."""
+    rng = random.Random(os.getpid())
+    for _ in range(100):
+        port = rng.randrange(20000, 40000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-40000")
 
 
 @pytest.fixture(scope="module")
-def viz_api() -> dict:
+def viz_api(tmp_path_factory: pytest.TempPathFactory) -> dict:
     port = _free_port()
+    log_path = tmp_path_factory.mktemp("viz") / "viz.log"
+    log = log_path.open("w")
     kedro = Path(sys.executable).with_name("kedro")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     process = subprocess.Popen(
         [str(kedro), "viz", "run", "--host", "127.0.0.1", "--port", str(port), "--no-browser"],
         cwd=PROJECT_ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -49,11 +60,14 @@ def viz_api() -> dict:
                     return
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("kedro viz did not serve /api/main") from None
+                    output = log_path.read_text()[-3000:]
+                    raise RuntimeError(f"kedro viz did not serve /api/main:\n{output}") from None
                 time.sleep(1)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        log.close()
 
 
 def test_every_pipeline_is_served(viz_api: dict) -> None:
