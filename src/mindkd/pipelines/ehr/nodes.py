@@ -73,7 +73,12 @@ def select_task_cohort(
         steps=[cohort.FlowStep(**step) for step in stay_flow["steps"]],
         counts=dict(stay_flow["counts"]),
     )
-    with_events = cohort.collect_stays_with_events(clean, stays, task.event_window_hours)
+    needs_events = task.window == "first_hours" or params.require_events
+    with_events = (
+        cohort.collect_stays_with_events(clean, stays, task.event_window_hours)
+        if needs_events  # a full scan of the cleaned events: only when a rule reads it
+        else np.empty(0, dtype=np.int64)
+    )
     inputs = CohortInputs(
         stays=stays,
         stays_with_events=np.asarray(with_events, dtype=np.int64),
