@@ -86,3 +86,15 @@ def test_pheno_ceiling_maps_phenotype_names_to_label_columns() -> None:
     assert set(ceiling["head"]) == {"routed", "fused"}
     logits = routed.loc[1, [f"logit_{k}" for k in range(len(labels))]].to_numpy(dtype=float)
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), 0.01 * np.arange(1, 26), rtol=1e-5)
+
+
+def test_pheno_unimodal_truths_are_used_when_the_generator_writes_them() -> None:
+    labels = [p.column for p in PHENOTYPES]
+    truth = pd.DataFrame({"stay_id": [1]})
+    for p in PHENOTYPES:
+        truth[[f"p_{p.name}", f"p_{p.name}_ehr_only"]] = [[0.5, 0.25]]
+    samples = pd.DataFrame({"key": [1], "kind": ["paired"]})
+    ceiling = truth_predictions(truth, samples, "pheno", labels)
+    assert set(ceiling["head"]) == {"routed", "fused", "ehr"}  # no cxr-only truths given
+    ehr = ceiling[ceiling["head"] == "ehr"].filter(like="logit_").to_numpy(dtype=float)
+    np.testing.assert_allclose(1 / (1 + np.exp(-ehr)), 0.25, rtol=1e-6)

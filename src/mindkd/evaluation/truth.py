@@ -76,8 +76,14 @@ class OptionalParquetDataset(AbstractDataset[None, pd.DataFrame | None]):
         return bool(self._fs.exists(str(self._path)))
 
 
-def truth_columns(task: str, labels: Sequence[str]) -> dict[str, list[str]]:
-    """Truth columns per head for ``task``: ``{head: [column per label]}``; empty if unknown."""
+def truth_columns(
+    task: str, labels: Sequence[str], available: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Truth columns per head for ``task``: ``{head: [column per label]}``; empty if unknown.
+
+    pheno: ``p_<phenotype name>`` for the routed / fused heads, and ``p_<name>_ehr_only`` /
+    ``p_<name>_cxr_only`` for the unimodal heads when the truth has them (in ``available``).
+    """
     if task == "ihm":
         return {
             "routed": ["p_death"],
@@ -92,7 +98,12 @@ def truth_columns(task: str, labels: Sequence[str]) -> dict[str, list[str]]:
         if not set(labels) <= set(names):
             return {}
         columns = [names[label] for label in labels]
-        return {"routed": columns, "fused": columns}
+        heads = {"routed": columns, "fused": columns}
+        for head in ("ehr", "cxr"):
+            unimodal = [f"{c}_{head}_only" for c in columns]
+            if set(unimodal) <= set(available):
+                heads[head] = unimodal
+        return heads
     return {}
 
 
@@ -109,7 +120,7 @@ def truth_predictions(
     """
     if truth is None:
         return None
-    heads = truth_columns(task, labels)
+    heads = truth_columns(task, labels, list(truth.columns))
     wanted = sorted({c for columns in heads.values() for c in columns})
     if not heads or not {"stay_id", *wanted} <= set(truth.columns):
         logger.warning("The generator truth has no columns for task %s: no Bayes ceiling", task)
