@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,19 @@ os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point MLflow at a throwaway sqlite store and leave no active run behind."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # a Kedro session earlier in the process may have set the experiment and the global URI
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        fluent = mlflow.tracking.fluent
+        if hasattr(fluent, "_active_experiment_id"):
+            monkeypatch.setattr(fluent, "_active_experiment_id", None)
     yield
-    import sys
 
     if "mlflow" in sys.modules:
         import mlflow

@@ -43,17 +43,29 @@ class ProjectRun:
             return session.load_context().catalog
 
 
-def make_project_run(tmp: Path, mimic_iv_dir: Path, mimic_cxr_jpg_dir: Path) -> ProjectRun:
-    """A copy of ``conf/`` in ``tmp`` whose local globals point at the given data and a tmp store."""
+def make_project_run(
+    tmp: Path, mimic_iv_dir: Path, mimic_cxr_jpg_dir: Path, data_root: Path | None = None
+) -> ProjectRun:
+    """A copy of ``conf/`` in ``tmp`` whose local globals point at the given data and a tmp store.
+
+    ``data_root`` (default ``tmp/data``) is where the pipelines read and write layers 02..08.
+    """
     conf = tmp / "conf"
     shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
     (conf / "local").mkdir()
     tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    data_root = data_root or tmp / "data"
     local_globals = {
         "mimic_iv_dir": str(mimic_iv_dir),
         "mimic_cxr_jpg_dir": str(mimic_cxr_jpg_dir),
-        "data_root": str(tmp / "data"),
+        "data_root": str(data_root),
         "mlflow_tracking_uri": tracking_uri,
     }
     (conf / "local" / "globals.yml").write_text(yaml.safe_dump(local_globals))
-    return ProjectRun(conf=conf, data_root=tmp / "data", tracking_uri=tracking_uri)
+    # Artifacts (and logged models) next to the tmp store, not in the working directory's mlruns/.
+    mlflow_conf = yaml.safe_load((conf / "base" / "mlflow.yml").read_text())
+    mlflow_conf["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] = str(
+        tmp / "mlruns"
+    )
+    (conf / "local" / "mlflow.yml").write_text(yaml.safe_dump(mlflow_conf))
+    return ProjectRun(conf=conf, data_root=data_root, tracking_uri=tracking_uri)

@@ -1,21 +1,59 @@
-"""Project hooks.
+"""Project hooks: kedro-mlflow's hook, organised per task and tagged with what a run was made from.
 
-``TrackingHook`` is kedro-mlflow's hook with one change: Kedro validates ``params:`` inputs into pydantic
-models before nodes run, and kedro-mlflow only flattens plain dicts, so it would log a whole config as one
-string. We hand it the models' plain-dict form, so every parameter is its own filterable MLflow param
-(``distill.alpha``). The plugin's own auto-registered hook is disabled in ``settings.py``.
+``TrackingHook`` extends kedro-mlflow's ``MlflowHook`` (whose own auto-registered copy is disabled in
+``settings.py``):
+
+- **Typed parameters, flattened.** Kedro validates ``params:`` inputs into pydantic models before
+  nodes run, and kedro-mlflow only flattens plain dicts, so it would log a whole config as one
+  string. The hook hands it the models' plain-dict form: ``ihm.distill.alpha`` is its own param.
+- **One experiment per task** (``mindkd.tracking.runs``). A session whose pipeline touches one task
+  (``kedro run --pipeline distill --namespaces ihm``) makes one run in ``mindkd-ihm``. A session
+  that touches several (``kedro run``) makes a *chain* run in ``mindkd`` for the shared stages
+  (ehr ingest, cxr decode) and one run per task in that task's experiment, tagged with the chain
+  run id and the session id. Before each node the hook makes that node's run the active MLflow
+  run, because kedro-mlflow's datasets (metrics, artifacts, models) and its parameter logging
+  write to the active run. A run that is switched out is marked FINISHED until its next node
+  switches it back in (MLflow cannot park a run); at the end every run is FINISHED, or FAILED
+  when the pipeline fails.
+- **Readable names and provenance tags** on every run: stage, task and the key distill settings
+  as the run name; git commit and dirty flag, a fingerprint of the raw data folders, the logit
+  cache version a distill run read (or a teachers run wrote), package versions and the full
+  ``kedro run`` command with its ``--params``. No patient identifier is ever logged.
+
+Switching runs needs the nodes to run one after another in one thread: only Kedro's
+``SequentialRunner`` (the default) is supported. With another runner, a session that touches several
+tasks keeps kedro-mlflow's single run in ``mindkd`` (with a warning); one task still gets its
+experiment.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import Any
 
+import mlflow
+from kedro.config import MissingConfigException
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog
-from kedro.pipeline import Node
+from kedro.io import AbstractVersionedDataset, CatalogProtocol, DataCatalog
+from kedro.pipeline import Node, Pipeline
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from kedro_mlflow.framework.hooks.utils import _assert_mlflow_enabled, _flatten_dict
+from mlflow.entities import RunStatus, RunTag
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from pydantic import BaseModel
+
+from mindkd.tracking import provenance
+from mindkd.tracking import runs as names
+
+logger = logging.getLogger(__name__)
+
+DATA_GLOBALS = ("mimic_iv_dir", "mimic_cxr_jpg_dir")  # the raw inputs the fingerprint covers
+LOGIT_CACHE = "{task}.teacher_logits"
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
 
 
 def plain_params(value: Any) -> Any:
@@ -27,10 +65,303 @@ def plain_params(value: Any) -> Any:
     return value
 
 
+def plain_tree(value: Any) -> Any:
+    """``plain_params`` applied all the way down a nested parameter tree."""
+    value = plain_params(value)
+    if isinstance(value, dict):
+        return {key: plain_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_tree(item) for item in value]
+    return value
+
+
 class TrackingHook(MlflowHook):
+    """kedro-mlflow's hook with typed params, one experiment per task and provenance tags.
+
+    Supports Kedro's ``SequentialRunner`` only for the per-task runs (see the module docstring).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._switching = False  # this hook owns the active run (sequential, tracking on)
+        self._primary: str | None = None  # the run kedro-mlflow opened (chain or the only run)
+        self._runs: dict[str, str] = {}  # task -> its run id (several tasks only)
+        self._experiments: dict[str, str] = {}  # run id -> experiment id
+        self._tasks: list[str] = []
+
+    # ------------------------------------------------------------------ session set-up
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        super().after_context_created(context)
+        self._project_path = Path(context.project_path)
+        self._globals = _globals(context)
+
+    @hook_impl
+    def after_catalog_created(  # noqa: PLR0917 - Kedro's hook spec
+        self,
+        catalog: CatalogProtocol,
+        conf_catalog: dict[str, Any],
+        conf_creds: dict[str, Any],
+        parameters: dict[str, Any],
+        save_version: str,
+        load_versions: dict[str, str],
+    ) -> None:
+        super().after_catalog_created(
+            catalog=catalog,
+            conf_catalog=conf_catalog,
+            conf_creds=conf_creds,
+            parameters=parameters,
+            save_version=save_version,
+            load_versions=load_versions,
+        )
+        self._parameters = plain_tree(parameters.get("parameters", {}))
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        self._reset()
+        pipeline_names = run_params.get("pipeline_names") or ["__default__"]
+        enabled = _assert_mlflow_enabled(pipeline_names, self.mlflow_config)
+        if not enabled or self._already_active_mlflow:
+            super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+            return
+
+        from kedro.framework.project import pipelines as registered
+
+        from mindkd.pipelines.ehr.pipeline import TASKS
+
+        tasks = names.pipeline_tasks(pipeline, TASKS)
+        stages = dict(registered)
+        sequential = provenance.is_sequential(run_params)
+        params = getattr(self, "_parameters", {})
+        tracking = self.mlflow_config.tracking
+        base = tracking.experiment.name
+        if len(tasks) == 1:
+            tracking.experiment.name = names.task_experiment(base, tasks[0])
+            self.mlflow_config._set_experiment()
+            default_name = names.task_run_name(
+                names.pipeline_stages(pipeline, stages), tasks[0], params
+            )
+        elif tasks:
+            default_name = names.chain_run_name(names.pipeline_stages(pipeline, stages))
+        else:
+            default_name = names.task_run_name(names.pipeline_stages(pipeline, stages), None, {})
+        tracking.run.name = tracking.run.name or default_name
+        super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+
+        self._switching = sequential
+        self._tasks = tasks
+        self._primary = self.run_id
+        self._experiments[self.run_id] = tracking.experiment._experiment.experiment_id
+        if len(tasks) > 1 and sequential:
+            for task in tasks:
+                run_name = names.task_run_name(
+                    names.pipeline_stages(pipeline, stages, task, TASKS), task, params
+                )
+                self._runs[task] = self._create_task_run(base, task, run_name)
+        elif len(tasks) > 1:
+            logger.warning(
+                "Runner %s: the tasks %s share one MLflow run in experiment %r (per-task runs "
+                "need the SequentialRunner).",
+                run_params.get("runner"),
+                tasks,
+                base,
+            )
+        self._tag_runs(run_params, pipeline, stages, TASKS)
+
+    def _create_task_run(self, base: str, task: str, run_name: str) -> str:
+        options = self.mlflow_config.tracking.experiment.create_experiment_kwargs
+        experiment = _ensure_experiment(
+            self._client,
+            names.task_experiment(base, task),
+            artifact_location=options.artifact_location,
+            tags=options.tags,
+        )
+        run = self._client.create_run(experiment, run_name=run_name)
+        self._experiments[run.info.run_id] = experiment
+        return run.info.run_id
+
+    def _tag_runs(
+        self,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        stages: dict[str, Pipeline],
+        tasks: tuple[str, ...],
+    ) -> None:
+        common = self._provenance_tags(run_params)
+        session = {names.TAG_SESSION: str(run_params.get("run_id") or "")}
+        kedro_tags = {k: str(v) for k, v in run_params.items() if v}  # what kedro-mlflow tags
+        all_stages = "+".join(names.pipeline_stages(pipeline, stages))
+        primary = {**common, **session, names.TAG_STAGES: all_stages}
+        if len(self._tasks) == 1:
+            primary[names.TAG_TASK] = self._tasks[0]
+        primary |= {names.TAG_TASK_RUN + task: run_id for task, run_id in self._runs.items()}
+        self._set_tags(self._primary, primary)
+        for task, run_id in self._runs.items():
+            task_stages = "+".join(names.pipeline_stages(pipeline, stages, task, tasks))
+            self._set_tags(
+                run_id,
+                {
+                    **kedro_tags,
+                    **common,
+                    **session,
+                    names.TAG_TASK: task,
+                    names.TAG_STAGES: task_stages,
+                    names.TAG_CHAIN_RUN: self._primary,
+                },
+            )
+
+    def _provenance_tags(self, run_params: dict[str, Any]) -> dict[str, str]:
+        tags = {names.TAG_COMMAND: provenance.kedro_command(run_params)}
+        git = provenance.git_state(self._project_path)
+        if git:
+            tags |= {
+                names.TAG_GIT_COMMIT: git["commit"],
+                names.TAG_GIT_DIRTY: git["dirty"],
+                "mlflow.source.git.commit": git["commit"],
+            }
+        roots = {
+            key: _project_relative(self._project_path, self._globals[key])
+            for key in DATA_GLOBALS
+            if self._globals.get(key)
+        }
+        fingerprint, files = provenance.data_fingerprint(roots)
+        tags |= {names.TAG_DATA: fingerprint, names.TAG_DATA_FILES: str(files)}
+        versions = provenance.package_versions()
+        tags |= {names.TAG_VERSION + package: version for package, version in versions.items()}
+        return {key: value for key, value in tags.items() if value}
+
+    def _set_tags(self, run_id: str | None, tags: dict[str, str]) -> None:
+        if run_id is None:
+            return
+        for key, value in tags.items():
+            if len(value) > MAX_TAG_VAL_LENGTH:
+                logger.warning("Tag %r is cut to MLflow's %d characters.", key, MAX_TAG_VAL_LENGTH)
+        tags = {key: value[:MAX_TAG_VAL_LENGTH] for key, value in tags.items()}
+        self._client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    @property
+    def _client(self) -> mlflow.MlflowClient:
+        return self.mlflow_config.server._mlflow_client
+
+    # ------------------------------------------------------------------ per node
     @hook_impl
     def before_node_run(
         self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool
     ) -> None:
         plain = {k: plain_params(v) if k.startswith("params:") else v for k, v in inputs.items()}
-        super().before_node_run(node=node, catalog=catalog, inputs=plain, is_async=is_async)
+        if not self._switching:
+            super().before_node_run(node=node, catalog=catalog, inputs=plain, is_async=is_async)
+            return
+        task = names.node_task(node, self._tasks)
+        self._activate(self._runs.get(task or "", self._primary))
+        if task is not None:
+            self._tag_cache_version(node.inputs, task, catalog, names.TAG_LOGIT_CACHE, load=True)
+        self._log_params(plain)
+
+    @hook_impl
+    def after_node_run(self, node: Node, catalog: DataCatalog, outputs: dict[str, Any]) -> None:
+        task = names.node_task(node, self._tasks)
+        if self._switching and task is not None:
+            self._tag_cache_version(
+                node.outputs, task, catalog, names.TAG_LOGIT_CACHE_WRITTEN, load=False
+            )
+
+    def _activate(self, run_id: str | None) -> None:
+        """Make ``run_id`` the one active MLflow run (ending, i.e. parking, the previous one)."""
+        active = mlflow.active_run()
+        if run_id is None or (active is not None and active.info.run_id == run_id):
+            return
+        if active is not None:
+            mlflow.end_run()
+        mlflow.set_experiment(experiment_id=self._experiments[run_id])
+        mlflow.start_run(run_id=run_id)
+
+    def _tag_cache_version(
+        self, datasets: list[str], task: str, catalog: DataCatalog, tag: str, load: bool
+    ) -> None:
+        name = LOGIT_CACHE.format(task=task)
+        if name not in datasets:
+            return
+        dataset = catalog.get(name)
+        if isinstance(dataset, AbstractVersionedDataset):
+            version = dataset.resolve_load_version() if load else dataset.resolve_save_version()
+            if version:
+                mlflow.set_tag(tag, version)
+
+    def _log_params(self, inputs: dict[str, Any]) -> None:
+        """kedro-mlflow's parameter logging, into the active run (no run restarts)."""
+        params = {k[len("params:") :]: v for k, v in inputs.items() if k.startswith("params:")}
+        if "parameters" in inputs:
+            params["parameters"] = inputs["parameters"]
+        if self.flatten:
+            params = _flatten_dict(d=params, recursive=self.recursive, sep=self.sep)
+        for key, value in params.items():
+            self._log_param(self.sanitize_param_name(key), value)
+
+    # ------------------------------------------------------------------ the end
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        if self._switching:
+            self._activate(self._primary)  # kedro-mlflow ends the run it opened
+        super().after_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+        if self._switching:
+            self._terminate(FINISHED)
+
+    @hook_impl
+    def on_pipeline_error(
+        self,
+        error: Exception,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: DataCatalog,
+    ) -> None:
+        if not self._switching:
+            super().on_pipeline_error(
+                error=error, run_params=run_params, pipeline=pipeline, catalog=catalog
+            )
+            return
+        self._terminate(FAILED)
+
+    def _terminate(self, status: str) -> None:
+        """End the active run and mark every run of the session ``status``."""
+        while mlflow.active_run() is not None:
+            mlflow.end_run(status)
+        for run_id in {self._primary, *self._runs.values()} - {None}:
+            self._client.set_terminated(run_id, status)
+        self._reset()
+
+
+def _globals(context: KedroContext) -> dict[str, Any]:
+    try:
+        return dict(context.config_loader["globals"])
+    except MissingConfigException:
+        logger.warning("No globals: runs are tagged without a data fingerprint.")
+        return {}
+
+
+def _project_relative(project_path: Path, folder: str) -> Path:
+    path = Path(folder)
+    return path if path.is_absolute() else project_path / path
+
+
+def _ensure_experiment(
+    client: mlflow.MlflowClient,
+    name: str,
+    artifact_location: str | None = None,
+    tags: dict[str, Any] | None = None,
+) -> str:
+    """The id of experiment ``name``, created (with the base experiment's ``mlflow.yml`` options:
+    its artifact location, shared, and tags) or restored from deleted when needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id

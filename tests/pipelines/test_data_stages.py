@@ -92,13 +92,21 @@ def test_normaliser_is_fitted_on_the_train_split_only(data_run: ProjectRun) -> N
     assert normaliser["std"][hr] == pytest.approx(float(observed.std()), rel=1e-4)
 
 
-def test_the_run_is_an_mlflow_run_with_flattened_params(data_run: ProjectRun) -> None:
+def test_the_run_is_a_chain_run_plus_one_run_per_task(data_run: ProjectRun) -> None:
     mlflow.set_tracking_uri(data_run.tracking_uri)
-    runs = mlflow.search_runs(experiment_names=["mindkd"])
-    assert len(runs) == 1, "one kedro run must make exactly one MLflow run"
-    run = runs.iloc[0]
-    assert "params.ehr" not in runs.columns, "typed params must be logged flattened"
+    chain = mlflow.search_runs(experiment_names=["mindkd"])
+    assert len(chain) == 1, "one kedro run must make exactly one chain run"
+    run = chain.iloc[0]
+    assert "params.ehr" not in chain.columns, "typed params must be logged flattened"
     assert run["params.cxr.image_size"] == "64"
     assert run["params.split.seed"] == "42"
-    assert run["params.ihm.task.name"] == "ihm"
-    assert not any("subject" in c or "stay_id" in c for c in runs.columns)
+    assert run["tags.mlflow.runName"] == "chain (ehr+cxr+pairing)"
+    assert not any(c.startswith("params.ihm.") for c in chain.columns)
+    for task in ("ihm", "pheno"):
+        runs = mlflow.search_runs(experiment_names=[f"mindkd-{task}"])
+        assert len(runs) == 1
+        assert runs.iloc[0]["params." + task + ".task.name"] == task
+        assert runs.iloc[0]["tags.mindkd.chain_run_id"] == run["run_id"]
+        assert runs.iloc[0]["tags.mlflow.runName"] == f"ehr+pairing {task}"
+        assert not any("subject" in c or "stay_id" in c for c in runs.columns)
+    assert not any("subject" in c or "stay_id" in c for c in chain.columns)

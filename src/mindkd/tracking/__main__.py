@@ -1,0 +1,131 @@
+"""Command line: compare distill runs, or list what differs between two runs.
+
+Examples::
+
+    python -m mindkd.tracking compare
+    python -m mindkd.tracking compare --task ihm --sort paired.routed.auroc --limit 10
+    python -m mindkd.tracking compare --models mind,no_kd,medfuse --sort alpha --ascending
+    python -m mindkd.tracking diff 3f2a9c1e 8b7d0e44
+    python -m mindkd.tracking register --task ihm
+
+The store and experiment names come from the project's ``conf/`` (``globals.mlflow_tracking_uri``,
+``mlflow.yml``) unless ``--tracking-uri`` / ``--experiment`` say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mindkd.tracking.compare import (
+    DEFAULT_SORT,
+    TASKS,
+    CompareError,
+    compare_runs,
+    diff_runs,
+    format_comparison,
+    format_diff,
+)
+from mindkd.tracking.store import project_store
+
+logger = logging.getLogger("mindkd.tracking")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m mindkd.tracking``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mindkd.tracking", description="Compare MIND-KD's MLflow runs."
+    )
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow store (default: the project's conf)"
+    )
+    parser.add_argument(
+        "--project", type=Path, default=Path.cwd(), help="project root (default: here)"
+    )
+    parser.add_argument("--env", default=None, help="Kedro config environment (default: local)")
+    parser.add_argument("--experiment", default=None, help="base experiment (default: mlflow.yml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    compare = commands.add_parser("compare", help="the latest distill runs, side by side")
+    compare.add_argument("--task", choices=TASKS, default=None, help="one task (default: all)")
+    compare.add_argument(
+        "--sort",
+        default=DEFAULT_SORT,
+        help=f"score (of the first model) or setting to sort by (default {DEFAULT_SORT}); "
+        "'start' = newest first",
+    )
+    compare.add_argument("--ascending", action="store_true", help="smallest first")
+    compare.add_argument("--limit", type=int, default=20, help="latest runs per task (default 20)")
+    compare.add_argument(
+        "--models",
+        default="mind",
+        help="comma-separated: mind, no_kd, zero_filled, medfuse, teachers (default mind)",
+    )
+
+    diff = commands.add_parser("diff", help="params and provenance tags that differ")
+    diff.add_argument("run_a", help="run id (or a unique prefix, as the table shows it)")
+    diff.add_argument("run_b")
+
+    register = commands.add_parser(
+        "register", help="register the best student of a task (mindkd.tracking.registry)"
+    )
+    register.add_argument("--task", choices=TASKS, required=True)
+    register.add_argument(
+        "--metric",
+        default=None,
+        help="validation metric under <task>.distill.mind. (default: "
+        "the registry's, best/val/auroc)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    uri, experiment = args.tracking_uri, args.experiment
+    if uri is None or experiment is None:
+        store = project_store(args.project.resolve(), env=args.env)
+        uri, experiment = uri or store.uri, experiment or store.experiment
+    try:
+        if args.command == "register":
+            return _register(uri, args.task, args.metric)
+        if args.command == "compare":
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            table = compare_runs(
+                uri,
+                base_experiment=experiment,
+                tasks=[args.task] if args.task else TASKS,
+                models=models,
+                sort=None if args.sort == "start" else args.sort,
+                limit=args.limit,
+                ascending=args.ascending,
+            )
+            text = format_comparison(table, models)
+        else:
+            text = format_diff(diff_runs(uri, args.run_a, args.run_b), args.run_a, args.run_b)
+    except CompareError as exc:
+        logger.error("%s", exc)
+        return 2
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def _register(uri: str, task: str, metric: str | None) -> int:
+    from mindkd.tracking.registry import RegistryError, register_best  # MLflow's registry: lazy
+
+    try:
+        version = register_best(task, uri, **({"metric": metric} if metric else {}))
+    except (RegistryError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    sys.stdout.write(
+        f"{version.name} version {version.version} (run {version.run_id}) is "
+        f"{', '.join('@' + a for a in version.aliases)}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
