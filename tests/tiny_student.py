@@ -1,0 +1,72 @@
+"""A tiny MIND student for serving and registry tests: its card from the distill stage's own
+``specify``, random weights from its ``build_model``, and prepared stays in the pyfunc's format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mindkd.pipelines.distill.params import DistillParams
+from mindkd.pipelines.distill.variants import ImageNormaliser, ModelSpec, build_model, specify
+from mindkd.tasks import TaskDefinition
+
+IMAGE = 16
+CHANNELS = 34
+NORMALISER = ImageNormaliser(mean=0.35, std=0.2, image_size=IMAGE, images=10)
+IHM = TaskDefinition(name="ihm", kind="binary", labels=("y",), window="first_hours", hours=48)
+
+
+def distill_params(routing: str = "fused", **student: Any) -> DistillParams:
+    """Small student settings (a few thousand parameters), as parameters_distill.yml holds them."""
+    ehr = {"name": "gru", "settings": {"hidden": 8}}
+    cxr = {"name": "resnet18", "settings": {"width": 0.125, "stem": "small"}}
+    model = {"ehr_encoder": ehr, "cxr_encoder": cxr, "fusion": "concat"}
+    model |= {"fusion_settings": {"hidden": 8}, **student}
+    return DistillParams.model_validate(
+        {
+            "student": model,
+            "baselines": {
+                "zero_filled": {"ehr_encoder": ehr, "cxr_encoder": cxr},
+                "medfuse": {"ehr_encoder": ehr, "cxr_encoder": cxr, "token_dim": 8, "hidden": 8},
+            },
+            "fit": {"device": "cpu", "progress": False},
+            "routing": routing,
+        }
+    )
+
+
+def student_card(
+    task: TaskDefinition = IHM, params: DistillParams | None = None, variant: str = "mind"
+) -> dict[str, Any]:
+    """The model card the distill stage writes as ``<task>.distill.<variant>.spec``."""
+    spec = specify(variant, params or distill_params(), task, {}, NORMALISER)
+    return spec.model_dump(mode="json")
+
+
+def trained_weights(card: dict[str, Any], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights of the card's network, built by the distill stage's ``build_model``."""
+    torch.manual_seed(seed)
+    model = build_model(ModelSpec.model_validate(card))
+    with torch.no_grad():  # batch-norm statistics away from the defaults, so they matter
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_(0.0, 0.1)
+            elif name.endswith("running_var"):
+                buffer.uniform_(0.5, 1.5)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def stays(n: int, paired: list[bool], seed: int = 0, hours: int = 6) -> pd.DataFrame:
+    """``n`` prepared stays (values then masks, lengths ``hours`` down to 2), images where paired."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        length = max(hours - i, 2)
+        values = rng.normal(size=(length, CHANNELS)).astype(np.float32)
+        values[:, CHANNELS // 2 :] = rng.integers(0, 2, size=(length, CHANNELS // 2))
+        image = rng.integers(0, 256, size=(IMAGE, IMAGE), dtype=np.uint8) if paired[i] else None
+        rows.append({"stay_id": 1000 + i, "timeseries": values, "image": image})
+    return pd.DataFrame(rows)
