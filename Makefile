@@ -7,6 +7,7 @@ DEMO_DIR ?= data/01_raw/demo
 DEMO_PATIENTS ?= 1500
 DEMO_SEED ?= 0
 PYTEST_ARGS ?=
+ARGS ?=
 
 # Nothing leaves the machine: Kedro and MLflow telemetry off; tool caches stay in the project.
 export KEDRO_DISABLE_TELEMETRY := true
@@ -18,14 +19,15 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache/cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-data test test-fast lint format viz mlflow-ui bench clean-data help
+.PHONY: setup demo demo-data test test-fast lint format viz mlflow-ui compare bench clean-data help
 
 help:
-	@echo "make demo      generate the demo data (if absent) and run the whole pipeline"
+	@echo "make demo      generate the demo data (if absent), run the whole pipeline, register the best students"
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check + format check"
 	@echo "make viz       kedro-viz on http://127.0.0.1:4141"
 	@echo "make mlflow-ui MLflow UI on http://127.0.0.1:5000"
+	@echo "make compare   the latest distill runs side by side (ARGS=\"--task ihm --limit 5\")"
 	@echo "make bench     the performance scripts in benchmarks/"
 
 # One-time set-up: a virtual environment with the project installed editable, plus its test extras.
@@ -45,6 +47,8 @@ demo-data: $(DEMO_DIR)/_truth/manifest.json
 
 demo: setup demo-data
 	$(BIN)/kedro run
+	$(BIN)/python -m mindkd.tracking register --task ihm
+	$(BIN)/python -m mindkd.tracking register --task pheno
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -65,6 +69,10 @@ viz: setup
 
 mlflow-ui: setup
 	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+# e.g. make compare ARGS="--task ihm --sort full.routed.auroc --models mind,no_kd"
+compare: setup
+	$(BIN)/python -m mindkd.tracking compare $(ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/ehr_ingest.py

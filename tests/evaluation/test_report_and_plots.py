@@ -108,6 +108,24 @@ def test_figures_have_one_curve_per_model_with_the_head(evaluated) -> None:
     roc, pr = fig.axes
     labels = [line.get_label() for line in roc.get_lines()]
     assert [label.split(" ")[0] for label in labels[:2]] == ["mind", "teachers"]  # no_kd: no fused
-    assert len(pr.get_lines()) == 2
+    curves = [line for line in pr.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label().split(" ")[0] for line in curves] == ["mind", "teachers"]
+    (chance,) = [line for line in pr.get_lines() if line.get_label().startswith("_")]
+    paired = samples[samples["kind"] == "paired"]
+    assert chance.get_ydata()[0] == pytest.approx(paired["y"].mean())  # the no-skill precision
+    assert f"n={len(paired)}" in fig.get_suptitle()
+
     rel = reliability_figure(scores.reliability, MODELS, title="ihm")
-    assert [line.get_label() for line in rel.axes[0].get_lines()] == ["perfect", *MODELS]
+    assert len(rel.axes) == 2
+    frequency, counts = rel.axes
+    assert [line.get_label() for line in frequency.get_lines()] == ["perfect", *MODELS]
+    table = scores.reliability
+    for model, line in zip(MODELS, counts.get_lines(), strict=True):
+        rows = table[
+            (table["model"] == model)
+            & (table["subset"] == "full")
+            & (table["head"] == "routed")
+            & (table["count"] > 0)
+        ]
+        np.testing.assert_array_equal(line.get_ydata(), rows["count"])  # predictions per bin
+    assert counts.get_yscale() == "log"

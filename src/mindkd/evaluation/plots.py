@@ -1,18 +1,28 @@
-"""Figures of an evaluation: ROC and precision-recall curves per head, reliability diagrams.
+"""Figures of a run: ROC / PR curves per head, reliability, training curves, cohort flow, comparison.
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot state), so nodes can make them in
-any thread and the catalog's ``MatplotlibDataset`` saves them. Multilabel curves are micro-averaged
-over every observed (sample, label) entry; the legend gives the macro AUROC / AUPRC of the scores
-table, the numbers the comparison table reports.
+Each function takes plain tables or dicts (what the catalog loads) and returns a
+``matplotlib.figure.Figure`` built without pyplot: no global figure registry (nothing to close,
+nothing leaks between nodes), any thread, the Agg renderer when the catalog's ``MatplotlibDataset``
+saves it. Multilabel curves are micro-averaged over every observed (sample, label) entry; the
+legend gives the macro AUROC / AUPRC of the scores table, the numbers the comparison table reports.
+
+* ``roc_pr_figure``, ``reliability_figure``: the test-set evaluation per head;
+* ``training_curves_figure``: train / val loss and val AUROC per epoch, the kept epoch marked;
+* ``cohort_flow_figure``: stays kept after each cohort step, and the final cohort by split;
+* ``comparison_figure``: AUROC / AUPRC bars with bootstrap intervals, full and paired test sets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from mindkd.models.batch import TaskKind
@@ -63,6 +73,19 @@ def roc_pr_figure(
         roc_ax.plot(fpr, tpr, label=f"{model} ({auc:.3f})")
         pr_ax.step(recall, precision, where="post", label=f"{model} ({ap:.3f})")
     roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    observed = y[np.isfinite(y)]
+    if observed.size:  # a classifier without skill: precision = prevalence at every recall
+        prevalence = float(observed.mean())
+        pr_ax.axhline(prevalence, color="grey", linestyle=":", linewidth=1)
+        pr_ax.annotate(
+            f"prevalence {prevalence:.2f}",
+            (0, prevalence),
+            xytext=(4, 3),
+            textcoords="offset points",
+            ha="left",
+            fontsize="x-small",
+            color="grey",
+        )
     roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (AUROC)")
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall (AUPRC)")
     for ax in (roc_ax, pr_ax):
@@ -81,9 +104,10 @@ def reliability_figure(
     head: str = "routed",
     title: str = "",
 ) -> Figure:
-    """Observed frequency against mean predicted probability per bin, one line per model."""
-    fig = Figure(figsize=(5.5, 5), layout="constrained")
-    ax = fig.subplots()
+    """Observed frequency against mean predicted probability per bin, one line per model (top), and
+    how many predictions fall in each bin (bottom, log scale): a sparse bin's point is noise."""
+    fig = Figure(figsize=(5.5, 6.5), layout="constrained")
+    ax, counts_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
     for model in models:
         rows = reliability[
@@ -94,13 +118,326 @@ def reliability_figure(
         ]
         if rows.empty:
             continue
-        ax.plot(rows["mean_predicted"], rows["observed"], marker="o", markersize=3, label=model)
+        (line,) = ax.plot(
+            rows["mean_predicted"], rows["observed"], marker="o", markersize=3, label=model
+        )
+        counts_ax.plot(
+            rows["mean_predicted"], rows["count"], marker="o", markersize=3, color=line.get_color()
+        )
     ax.set(
-        xlabel="mean predicted probability",
         ylabel="observed frequency",
         xlim=(0, 1),
-        ylim=(0, 1),
+        ylim=(-0.02, 1.02),
         title=f"{title} reliability, head={head}, {subset} test set",
     )
     ax.legend(fontsize="small")
+    counts_ax.set(xlabel="mean predicted probability", ylabel="predictions in bin", yscale="log")
     return fig
+
+
+# ------------------------------------------------------------------------------- training curves
+#: One training phase's report, as the teachers and distill stages save it: ``monitor``,
+#: ``best_epoch``, ``best_score``, ``epochs`` (one record per epoch: ``epoch``, ``train/loss``,
+#: ``val/loss``, ``val/<metric>``, ...) and optional extras (``parameters``, ``stopped_early``).
+History = Mapping[str, Any]
+
+LOSS_STYLE = {
+    "train/loss": {"color": "tab:blue", "label": "train loss"},
+    "val/loss": {"color": "tab:orange", "linestyle": "--", "label": "val loss"},
+}
+METRIC_COLOR = "tab:green"
+SELECTED_COLOR = "tab:red"
+SELECTED_LABEL = "selected epoch"
+
+
+def selected_epoch(history: History) -> int | None:
+    """The epoch whose weights were kept: ``best_epoch`` when recorded, else the best ``monitor``
+    value (lowest for a loss, highest otherwise); None without epochs."""
+    epochs = [int(record["epoch"]) for record in history.get("epochs", [])]
+    best = history.get("best_epoch")
+    if best is not None and int(best) in epochs:
+        return int(best)
+    monitor = history.get("monitor") or "val/auroc"
+    values = _series(history, monitor)
+    if not np.isfinite(values).any():
+        return None
+    pick = np.nanargmin if "loss" in monitor else np.nanargmax
+    return epochs[int(pick(values))]
+
+
+def _series(history: History, key: str) -> np.ndarray:
+    return np.array(
+        [np.nan if r.get(key) is None else float(r[key]) for r in history.get("epochs", [])],
+        dtype=np.float64,
+    )
+
+
+def _plot_phase(
+    axes: tuple[Axes, Axes], history: History, metric: str, *, offset: int = 0, faded: bool = False
+) -> None:
+    """One phase's curves at x = epoch + offset; the selected epoch marked on both axes."""
+    loss_ax, metric_ax = axes
+    epochs = _series(history, "epoch")
+    alpha = 0.45 if faded else 1.0
+    for key, style in LOSS_STYLE.items():
+        values = _series(history, key)
+        if np.isfinite(values).any():
+            loss_ax.plot(offset + epochs, values, marker=".", alpha=alpha, **style)
+    values = _series(history, metric)
+    metric_ax.plot(
+        offset + epochs, values, color=METRIC_COLOR, marker=".", alpha=alpha, label=metric
+    )
+    best = selected_epoch(history)
+    if best is None:
+        return
+    for ax in axes:
+        ax.axvline(offset + best, color=SELECTED_COLOR, linestyle=":", linewidth=1, alpha=alpha)
+    metric_ax.plot(
+        [offset + best],
+        [values[epochs == best][0]],
+        marker="*",
+        markersize=11,
+        color=SELECTED_COLOR,
+        linestyle="none",
+        alpha=alpha,
+        label=f"{SELECTED_LABEL} (pre-training)" if faded else SELECTED_LABEL,
+    )
+
+
+def _curves_panel(
+    axes: tuple[Axes, Axes], name: str, history: History, pretrain: History | None, metric: str
+) -> None:
+    loss_ax, metric_ax = axes
+    pretrained = bool(pretrain and pretrain.get("epochs"))
+    if pretrain and pretrained:  # pre-training epochs at 1 - P .. 0, fine-tuning keeps 1 .. F
+        before = len(pretrain["epochs"])
+        _plot_phase(axes, pretrain, metric, offset=-before, faded=True)
+        for ax in axes:
+            ax.axvspan(0.5 - before, 0.5, color="grey", alpha=0.12, linewidth=0)
+        loss_ax.text(
+            0.02, 0.95, "pre-training", transform=loss_ax.transAxes, va="top", color="dimgrey"
+        )
+    _plot_phase(axes, history, metric)
+    loss_ax.set_title(_panel_title(name, history, metric), fontsize="medium")
+    if not history.get("epochs"):
+        loss_ax.text(0.5, 0.5, "no epochs recorded", transform=loss_ax.transAxes, ha="center")
+    kd = np.nan_to_num(np.abs(_series(history, "train/kd"))).sum() > 0
+    loss_ax.set_ylabel("loss (task + KD)" if kd else "loss")
+    loss_ax.tick_params(labelbottom=False)
+    metric_ax.set_ylabel(metric)
+    metric_ax.set_xlabel("epoch (≤ 0: pre-training)" if pretrained else "epoch")
+    first = 1 - len(pretrain["epochs"]) if pretrain and pretrained else 1
+    last = max(len(history.get("epochs", [])), 1)
+    metric_ax.set_xlim(first - 0.5, last + 0.5)  # whole epochs, even for a single one
+    metric_ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _panel_title(name: str, history: History, metric: str) -> str:
+    """``name, N params`` over ``best <metric> 0.812 @ 7, early stop``."""
+    first = [name] + (
+        [f"{int(history['parameters']):,} params"] if history.get("parameters") else []
+    )
+    second = []
+    best = selected_epoch(history)
+    if best is not None:
+        score = _series(history, metric)[_series(history, "epoch") == best][0]
+        shown = f"{score:.3f}" if np.isfinite(score) else "undefined"
+        second.append(f"best {metric} {shown} @ {best}")
+    if history.get("stopped_early"):
+        second.append("early stop")
+    return ", ".join(first) + ("\n" + ", ".join(second) if second else "")
+
+
+def training_curves_figure(
+    histories: Mapping[str, History],
+    pretrain: Mapping[str, History | None] | None = None,
+    *,
+    metric: str = "val/auroc",
+    columns: int = 4,
+    title: str = "",
+) -> Figure:
+    """Train / val loss (top) and ``metric`` on val (bottom) per epoch, one column per model.
+
+    Models wrap after ``columns``; a model with a pre-training history (CXR teachers) shows it first,
+    shaded, and its fine-tuning epochs after it. A red star and dotted line mark the epoch whose
+    weights were kept (``selected_epoch``).
+    """
+    names = list(histories)
+    cols = max(1, min(columns, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.6 * cols, 4.6 * rows), layout="constrained")
+    grid = fig.add_gridspec(2 * rows, cols)
+    for i, name in enumerate(names):
+        row, col = divmod(i, cols)
+        loss_ax = fig.add_subplot(grid[2 * row, col])
+        metric_ax = fig.add_subplot(grid[2 * row + 1, col], sharex=loss_ax)
+        before = (pretrain or {}).get(name)
+        _curves_panel((loss_ax, metric_ax), name, histories[name], before, metric)
+    handles, labels = _unique_legend(fig.axes)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
+    fig.suptitle(f"{title} training curves".strip())
+    return fig
+
+
+def _unique_legend(axes: Sequence[Axes]) -> tuple[list[Any], list[str]]:
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
+# ----------------------------------------------------------------------------------- cohort flow
+def cohort_flow_figure(
+    flow: pd.DataFrame, pairing: Mapping[str, Any] | None = None, *, title: str = ""
+) -> Figure:
+    """The cohort funnel: stays kept after each step (``flow``: step, kept, dropped, reason), the
+    drop of each step in red with its reason; with ``pairing`` (the pairing report) a second panel
+    splits the final cohort by split into stays with an X-ray (paired) and EHR-only stays."""
+    fig = Figure(figsize=(12 if pairing else 8, 0.55 * len(flow) + 2.2), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=(2.2, 1)) if pairing else [fig.subplots()]
+    ax = axes[0]
+    y = np.arange(len(flow))
+    kept = flow["kept"].to_numpy(dtype=np.float64)
+    dropped = flow["dropped"].to_numpy(dtype=np.float64)
+    ax.barh(y, kept, color="tab:blue", label="kept")
+    ax.barh(y, dropped, left=kept, color="tab:red", alpha=0.55, label="dropped at this step")
+    for i, (k, d) in enumerate(zip(kept, dropped, strict=True)):
+        text = f"{int(k):,}" + (f"  (−{int(d):,})" if d else "")
+        ax.text(k + d, i, " " + text, va="center", fontsize="small")
+    labels = [_step_label(r.step, r.reason, first=i == 0) for i, r in enumerate(flow.itertuples())]
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, (kept + dropped).max(initial=1) * 1.22)
+    ax.set(xlabel="ICU stays", title="cohort selection, step by step")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize="small")
+    if pairing:
+        _pairing_panel(axes[1], pairing)
+    fig.suptitle(f"{title} cohort flow".strip())
+    return fig
+
+
+def _step_label(step: str, reason: Any, *, first: bool, width: int = 40) -> str:
+    """``step`` over its reason; after the first step the reason is what the step drops."""
+    text = reason if isinstance(reason, str) else ""
+    text = text if first or not text else f"drops: {text}"
+    short = text if len(text) <= width else text[: width - 1] + "…"
+    return f"{step}\n{short}" if short else step
+
+
+def _pairing_panel(ax: Axes, pairing: Mapping[str, Any]) -> None:
+    by_split = pairing.get("by_split", {})
+    splits = [s for s in ("train", "val", "test") if s in by_split] + [
+        s for s in by_split if s not in ("train", "val", "test")
+    ]
+    rows = [*splits, "all"]
+    paired = [by_split[s]["paired"] for s in splits] + [pairing.get("paired", 0)]
+    ehr_only = [by_split[s]["ehr_only"] for s in splits] + [pairing.get("ehr_only", 0)]
+    y = np.arange(len(rows))
+    ax.barh(y, paired, color="tab:purple", label="paired (EHR + X-ray)")
+    ax.barh(y, ehr_only, left=paired, color="tab:grey", alpha=0.6, label="EHR only")
+    for i, (p, e) in enumerate(zip(paired, ehr_only, strict=True)):
+        share = f"\n {p / (p + e):.0%} paired" if p + e else ""
+        ax.text(p + e, i, f" {p:,} + {e:,}{share}", va="center", fontsize="small")
+    ax.set_yticks(y, rows)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(p + e for p, e in zip(paired, ehr_only, strict=True)) * 1.45 or 1)
+    ax.set(xlabel="ICU stays", title="final cohort by split")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize="small")
+
+
+# ------------------------------------------------------------------------------ comparison bars
+SUBSET_STYLE = {
+    "full": {"color": "tab:blue", "label": "full test"},
+    "paired": {"color": "tab:orange", "label": "paired test"},
+}
+DISPLAY_NAME = {"bayes_ceiling": "Bayes ceiling\n(demo truth)", "teachers": "teacher\nensembles"}
+REFERENCE_MODELS = {"bayes_ceiling"}  # not a model one could deploy: drawn lighter
+BAR_WIDTH = 0.38
+
+
+def comparison_figure(
+    table: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("auroc", "auprc"),
+    level: float = 0.95,
+    highlight: str = "mind",
+    title: str = "",
+) -> Figure:
+    """Routed AUROC and AUPRC of every model of the comparison table, full and paired test subsets
+    side by side, with the bootstrap intervals (``<metric>_low`` / ``_high``) as error bars.
+
+    One bar container per (metric, subset), in the table's model order; a model missing from a
+    subset has a zero-height bar without a label. The values are printed at the foot of the bars.
+    """
+    models = list(dict.fromkeys(table["model"]))
+    indexed = table.set_index(["model", "subset"])
+    fig = Figure(figsize=(max(7.0, 1.15 * len(models) * len(metrics)), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        for j, subset in enumerate(SUBSET_STYLE):
+            _subset_bars(ax, indexed, models, metric, subset, offset=(j - 0.5) * BAR_WIDTH)
+        if metric == "auroc":
+            ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_xticks(np.arange(len(models)), [DISPLAY_NAME.get(m, m) for m in models])
+        for tick, model in zip(ax.get_xticklabels(), models, strict=True):
+            tick.set_fontsize("small")
+            if model == highlight:
+                tick.set_fontweight("bold")
+        name = metric.upper()
+        ax.set(ylim=(0, 1.05), ylabel=name, title=f"{name}, {level:.0%} bootstrap CI")
+    handles, labels = _unique_legend(axes)
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
+    fig.suptitle(f"{title} MIND vs baselines and teachers: routed prediction, test split".strip())
+    return fig
+
+
+def _subset_bars(
+    ax: Axes,
+    indexed: pd.DataFrame,
+    models: Sequence[str],
+    metric: str,
+    subset: str,
+    *,
+    offset: float,
+) -> None:
+    point, low, high = (
+        np.array([_cell(indexed, m, subset, f"{metric}{part}") for m in models])
+        for part in ("", "_low", "_high")
+    )
+    sizes = [_cell(indexed, m, subset, "n") for m in models]
+    n = next((int(v) for v in sizes if np.isfinite(v)), None)
+    style = SUBSET_STYLE[subset]
+    x = np.arange(len(models)) + offset
+    bars = ax.bar(
+        x,
+        np.nan_to_num(point, nan=0.0),
+        BAR_WIDTH,
+        yerr=np.nan_to_num(np.vstack([point - low, high - point]), nan=0.0),
+        capsize=3,
+        color=style["color"],
+        label=style["label"] + (f" (n={n})" if n is not None else ""),
+        error_kw={"elinewidth": 1, "ecolor": "black"},
+    )
+    for i, (bar, model, value) in enumerate(zip(bars, models, point, strict=True)):
+        if model in REFERENCE_MODELS:
+            bar.set_alpha(0.55)
+        if np.isfinite(value):
+            ax.text(
+                x[i],
+                0.015,
+                f"{value:.2f}",
+                ha="center",
+                va="bottom",
+                rotation=90,
+                fontsize="x-small",
+                color="white",
+            )
+
+
+def _cell(indexed: pd.DataFrame, model: str, subset: str, column: str) -> float:
+    if (model, subset) not in indexed.index or column not in indexed.columns:
+        return math.nan
+    value = indexed.loc[(model, subset), column]
+    return float(value) if pd.notna(value) else math.nan

@@ -22,6 +22,7 @@ from mindkd.io.torch_state import TorchStateDictDataset
 from mindkd.models.student import MultiHeadStudent, UnimodalClassifier
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.distill.pipeline import create_pipeline
+from mindkd.serving import StudentPyfunc, stays_from_stores
 
 PROJECT = Path(__file__).resolve().parents[3]
 MODELS = ["mind", "no_kd", "zero_filled", "medfuse", "teachers", "bayes_ceiling"]
@@ -178,6 +179,11 @@ def test_every_loss_term_per_epoch_is_tracked(run) -> None:
         assert [c["step"] for c in curves[key]] == list(range(1, EPOCHS + 1)), key
     history = catalog.load("ihm.distill.mind.history")
     assert history["monitor"] == "val/auroc" and len(history["epochs"]) == EPOCHS
+    assert curves["best/val/auroc"] == [
+        {"value": history["best_score"], "step": history["best_epoch"]}
+    ]
+    kept = curves["val/auroc"][history["best_epoch"] - 1]["value"]
+    assert kept == history["best_score"] == max(c["value"] for c in curves["val/auroc"])
     assert history["train_samples"] == {"paired": 32, "ehr_only": 16, "cxr_only": 0}
     metrics = catalog.load("ihm.distill.metrics")
     assert {
@@ -193,13 +199,30 @@ def test_student_weights_model_and_spec_agree(run) -> None:
     _, catalog = run
     spec = catalog.load("ihm.distill.mind.spec")
     weights = catalog.load("ihm.distill.mind.weights")
-    model = catalog.load("ihm.distill.mind.mlflow_model")
+    served = catalog.load("ihm.distill.mind.mlflow_model")
+    assert isinstance(served, StudentPyfunc) and served.card == spec
+    model = served.model
     assert isinstance(model, MultiHeadStudent) and not model.training
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     assert spec["parameters"] == sum(p.numel() for p in model.parameters())
     assert spec["image"]["images"] == 32 and spec["loss"]["alpha"] == 0.5
     compression = catalog.load("ihm.distill.mind_compression")
     assert compression["latency_samples"] == 50 and compression["latency_threads"] == 1
+
+
+def test_the_served_student_gives_the_routed_test_predictions(run) -> None:
+    inputs, catalog = run
+    test = catalog.load("ihm.distill.test_samples")
+    served = catalog.load("ihm.distill.mind.mlflow_model")
+    out = served.predict(None, stays_from_stores(test, inputs.timeseries, inputs.image_store))
+    predictions = catalog.load("ihm.distill.mind_predictions")
+    routed = predictions[predictions["head"] == "routed"].set_index("stay_id")["logit_0"]
+    expected = 1.0 / (1.0 + np.exp(-routed.loc[test["stay_id"]].to_numpy()))
+    np.testing.assert_allclose(out["y"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    paired = test["dicom_id"].notna().to_numpy()
+    assert paired.any() and (~paired).any()
+    assert list(out["head"]) == ["fused" if p else "ehr" for p in paired]
+    assert list(out["stay_id"]) == list(test["stay_id"])
 
 
 def test_same_seed_and_config_give_the_same_metrics(run, no_teachers: None) -> None:

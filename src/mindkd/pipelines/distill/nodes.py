@@ -11,7 +11,8 @@ Per model variant (namespace ``<task>.distill.<variant>``, variants in ``variant
 cache (``<task>.distill.teachers``).
 
 Evaluation: ``collect_test_predictions`` (plus the Bayes ceiling when the demo truth exists) ->
-``evaluate_test_predictions`` -> ``tabulate_comparison``, ``render_comparison``, plots, metrics.
+``evaluate_test_predictions`` -> ``tabulate_comparison``, ``render_comparison``, plots (ROC / PR per
+head, reliability, the comparison bars, every variant's training curves), metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch import Tensor, nn
+from matplotlib.figure import Figure
+from torch import Tensor
 
 from mindkd.evaluation import (
     CEILING,
@@ -35,10 +37,12 @@ from mindkd.evaluation import (
     to_markdown,
     truth_predictions,
 )
+from mindkd.evaluation.plots import comparison_figure, training_curves_figure
 from mindkd.evaluation.scoring import Scores
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.serving import StudentPyfunc
 from mindkd.tasks import get_task
 from mindkd.training.losses import ensemble_targets
 
@@ -230,13 +234,19 @@ def train_model(
 
 
 def track_training_curves(history: History) -> dict[str, list[dict[str, float]]]:
-    """Every per-epoch term (``train/<loss term>``, ``val/<metric or term>``, lr) for MLflow."""
+    """Every per-epoch term (``train/<loss term>``, ``val/<metric or term>``, lr) for MLflow, and
+    ``best/<monitor>``: the monitored value of the kept epoch (step = that epoch), what
+    ``mindkd.tracking.registry`` ranks runs by."""
     curves: dict[str, list[dict[str, float]]] = {}
     for record in history.get("epochs", []):
         step = int(record["epoch"])
         for key, value in record.items():
             if key != "epoch" and value is not None and np.isfinite(value):
                 curves.setdefault(key, []).append({"value": float(value), "step": step})
+    best = history.get("best_score")
+    if history.get("monitor") and best is not None and np.isfinite(best):
+        point = {"value": float(best), "step": int(history.get("best_epoch") or 0)}
+        curves[f"best/{history['monitor']}"] = [point]
     return curves
 
 
@@ -278,9 +288,10 @@ def measure_compression(
     )
 
 
-def export_student(weights: dict[str, Tensor], spec: dict[str, Any]) -> nn.Module:
-    """The trained student as a module (eval mode, CPU) for the MLflow pytorch model."""
-    return glue.load_model(ModelSpec.model_validate(spec), weights)
+def export_student(weights: dict[str, Tensor], spec: dict[str, Any]) -> StudentPyfunc:
+    """The trained student behind the pyfunc interface (stays in, probabilities out), for the
+    MLflow model of the run; its weights and spec become the model's artifacts."""
+    return StudentPyfunc(ModelSpec.model_validate(spec).model_dump(mode="json"), weights)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -397,6 +408,18 @@ def plot_roc_pr(
 def plot_reliability(reliability: pd.DataFrame, task: TaskParams) -> Any:
     """Reliability diagram of every model's routed prediction on the full test set."""
     return reliability_figure(reliability, model_order(reliability), title=task.name)
+
+
+def plot_comparison(comparison: pd.DataFrame, params: DistillParams, task: TaskParams) -> Figure:
+    """AUROC / AUPRC bars of every model, full and paired test sets, with the bootstrap intervals."""
+    level = params.evaluation.level
+    return comparison_figure(comparison, level=level, title=f"{task.name}:")
+
+
+def plot_training_curves(task: TaskParams, **histories: History) -> Figure:
+    """Train / val loss and val AUROC per epoch of every variant (keyword = variant), kept epoch
+    marked."""
+    return training_curves_figure(histories, columns=4, title=f"{task.name} students:")
 
 
 def track_evaluation_metrics(

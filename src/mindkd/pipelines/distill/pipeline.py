@@ -200,6 +200,12 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
                 name="plot_reliability",
             ),
             Node(
+                nodes.plot_comparison,
+                ["comparison_table", "params:distill", "params:task"],
+                "comparison_plot",
+                name="plot_comparison",
+            ),
+            Node(
                 nodes.track_evaluation_metrics,
                 ["evaluation", "differences", "comparison_table"],
                 "metrics",
@@ -225,20 +231,43 @@ def create_task_pipeline(variants: Sequence[str] = VARIANTS) -> Pipeline:
     )
 
 
+def _training_curves(task: str, variants: Sequence[str]) -> Node:
+    """Every variant's training curves in one figure (``<task>.distill.training_curves_plot``).
+
+    It reads each variant chain's ``history`` (``<task>.distill.<variant>.history``), names of
+    sibling namespaces, so the node is made inside its namespace: Kedro warns about a dotted
+    dataset name in a node that is not.
+    """
+    scope = f"{task}.distill"
+    return Node(
+        nodes.plot_training_curves,
+        {"task": f"params:{task}.task", **{v: f"{scope}.{v}.history" for v in variants}},
+        f"{scope}.training_curves_plot",
+        name="plot_training_curves",
+        namespace=scope,
+        tags=["distill_evaluation"],
+    )
+
+
 def create_pipeline(
     tasks: Sequence[str] = TASKS, variants: Sequence[str] = VARIANTS, **kwargs: object
 ) -> Pipeline:
     """The distill stage of every task: namespaces ``<task>.distill`` and its variants."""
     per_task = [
         Pipeline(
-            Pipeline(
-                create_task_pipeline(variants),
-                namespace="distill",
-                inputs=TASK_INPUTS | SHARED,
-                parameters=PARAMETERS,
-            ),
-            namespace=task,
-            inputs=SHARED,
+            [
+                Pipeline(
+                    Pipeline(
+                        create_task_pipeline(variants),
+                        namespace="distill",
+                        inputs=TASK_INPUTS | SHARED,
+                        parameters=PARAMETERS,
+                    ),
+                    namespace=task,
+                    inputs=SHARED,
+                ),
+                _training_curves(task, variants),
+            ],
             tags=[task],
         )
         for task in tasks

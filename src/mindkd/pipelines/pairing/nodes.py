@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
+from mindkd.evaluation.plots import cohort_flow_figure
 from mindkd.io.array_store import ArrayStore
 from mindkd.pipelines.ehr.params import TaskParams
 from mindkd.processing import pairing
@@ -37,3 +39,11 @@ def report_pairing(pairs: pd.DataFrame, cxr_only: pd.DataFrame) -> dict[str, Any
     report = pairing.pairing_report(pairs)
     report["cxr_only_images"] = cxr_only["split"].value_counts().to_dict()
     return report
+
+
+def plot_cohort_flow(
+    cohort_flow: pd.DataFrame, pairing_report: dict[str, Any], params: TaskParams
+) -> Figure:
+    """The task's cohort funnel (stays kept and dropped at each step) and its final cohort by
+    split, paired (EHR + X-ray) and EHR-only."""
+    return cohort_flow_figure(cohort_flow, pairing_report, title=f"{params.name}:")

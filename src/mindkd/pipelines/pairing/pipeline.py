@@ -27,6 +27,12 @@ def _task() -> Pipeline:
             Node(
                 nodes.report_pairing, ["pairs", "cxr_only"], "pairing_report", name="report_pairing"
             ),
+            Node(
+                nodes.plot_cohort_flow,
+                ["cohort_flow", "pairing_report", "params:task"],
+                "cohort_flow_plot",
+                name="plot_cohort_flow",
+            ),
         ]
     )
 

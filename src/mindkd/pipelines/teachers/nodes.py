@@ -4,7 +4,8 @@ Per member (namespace ``<task>.teacher_<slot>``): ``train_ehr_teacher`` or ``pre
 ``finetune_cxr_teacher`` -> weights and history; ``track_training_curves`` -> MLflow curves;
 ``predict_ehr_logits`` / ``predict_cxr_logits`` -> the member's logits for every key it can see.
 Per task: ``fingerprint_teacher_inputs``, ``assemble_logit_cache`` (all members, keyed by slot name),
-``evaluate_teachers`` -> report, ``tabulate_teacher_report`` and ``track_teacher_metrics``.
+``evaluate_teachers`` -> report, ``tabulate_teacher_report`` and ``track_teacher_metrics``;
+``plot_teacher_training_curves`` -> one figure of every member's curves.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from torch import Tensor
 
+from mindkd.evaluation.plots import training_curves_figure
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache, logit_columns
 from mindkd.io.torch_state import state_dict_sha256
@@ -31,6 +34,8 @@ from .params import CacheParams, FitParams, MemberParams, PretrainParams, Report
 logger = logging.getLogger(__name__)
 
 History = dict[str, Any]
+#: Key suffix of a member's pre-training history among ``plot_teacher_training_curves``' inputs.
+PRETRAIN_SUFFIX = "__pretrain"
 
 
 def train_ehr_teacher(
@@ -266,3 +271,15 @@ def tabulate_teacher_report(report: dict[str, Any]) -> pd.DataFrame:
 def track_teacher_metrics(report: dict[str, Any]) -> dict[str, dict[str, float | int]]:
     """The report's numbers as MLflow metrics ``<model>.<split>.<metric>`` and ``<model>.parameters``."""
     return reporting.report_metrics(report)
+
+
+def plot_teacher_training_curves(task: TaskParams, **histories: History) -> Figure:
+    """Train / val loss and val AUROC per epoch of every member (keyword = slot), its pre-training
+    first (keyword ``<slot>__pretrain``, CXR members), the kept epoch marked."""
+    pretrain = {
+        key.removesuffix(PRETRAIN_SUFFIX): value
+        for key, value in histories.items()
+        if key.endswith(PRETRAIN_SUFFIX)
+    }
+    finetune = {k: v for k, v in histories.items() if not k.endswith(PRETRAIN_SUFFIX)}
+    return training_curves_figure(finetune, pretrain, columns=3, title=f"{task.name} teachers:")

@@ -159,12 +159,40 @@ def _task(members: Mapping[str, Sequence[str]]) -> Pipeline:
     return Pipeline([*per_member, task_nodes])
 
 
+def _training_curves(task: str, members: Mapping[str, Sequence[str]]) -> Node:
+    """Every member's training curves in one figure (``<task>.teacher_training_curves_plot``).
+
+    Inputs: each slot's ``history`` and, for CXR slots, its ``pretrain_history`` (keyword
+    ``<slot>__pretrain``). They live in the member namespaces (``<task>.teacher_<slot>.history``),
+    so the node is made inside the task's namespace: Kedro warns about a dotted dataset name in a
+    node that is not.
+    """
+    histories = {}
+    for modality in ("ehr", "cxr"):
+        for slot in members.get(modality, ()):
+            histories[slot] = f"{task}.teacher_{slot}.history"
+            if modality == "cxr":
+                key = f"{slot}{nodes.PRETRAIN_SUFFIX}"
+                histories[key] = f"{task}.teacher_{slot}.pretrain_history"
+    return Node(
+        nodes.plot_teacher_training_curves,
+        {"task": f"params:{task}.task", **histories},
+        f"{task}.teacher_training_curves_plot",
+        name="plot_teacher_training_curves",
+        namespace=task,
+    )
+
+
 def _check_slots(members: Mapping[str, Sequence[str]]) -> None:
     unknown = sorted(set(members) - {"ehr", "cxr"})
     slots = [slot for modality in ("ehr", "cxr") for slot in members.get(modality, ())]
     problems = [f"unknown modality {m!r}" for m in unknown]
     problems += [f"slot {s!r} is not a Python identifier" for s in slots if not s.isidentifier()]
     problems += [f"slot {s!r} is reserved" for s in slots if s in _RESERVED]
+    suffix = nodes.PRETRAIN_SUFFIX  # marks pre-training histories among the curves node's inputs
+    problems += [
+        f"slot {s!r} ends with the reserved {suffix!r}" for s in slots if s.endswith(suffix)
+    ]
     problems += [f"slot {s!r} appears twice" for s in set(slots) if slots.count(s) > 1]
     if not members.get("ehr") or not members.get("cxr"):
         problems.append("each modality (ehr, cxr) needs at least one member slot")
@@ -184,6 +212,13 @@ def create_pipeline(
         members = TEACHER_MEMBERS
     _check_slots(members)
     per_task = [
-        Pipeline(_task(members), namespace=task, inputs=SHARED, tags=[task]) for task in tasks
+        Pipeline(
+            [
+                Pipeline(_task(members), namespace=task, inputs=SHARED),
+                _training_curves(task, members),
+            ],
+            tags=[task],
+        )
+        for task in tasks
     ]
     return Pipeline(per_task, tags=["teachers"])
