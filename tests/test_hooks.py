@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
+from kedro.config import OmegaConfigLoader
 from pydantic import BaseModel
 
-from mindkd.hooks import TrackingHook, plain_params, plain_tree
+from mindkd.hooks import TrackingHook, anchor_tracking_uri, plain_params, plain_tree
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Fit(BaseModel):
@@ -42,3 +48,35 @@ def test_plain_params_and_tree_turn_typed_values_into_dicts() -> None:
 def test_a_new_hook_owns_no_run() -> None:
     hook = TrackingHook()
     assert hook._primary is None and hook._runs == {} and not hook._switching
+
+
+def test_a_relative_sqlite_store_is_anchored_at_the_project_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "project" / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", conf / "base")
+    (conf / "local").mkdir()
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loader = OmegaConfigLoader(
+        conf_source=str(conf),
+        base_env="base",
+        default_run_env="local",
+        merge_strategy={"globals": "soft"},
+    )
+    anchor_tracking_uri(loader, tmp_path / "project")
+    uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
+    assert uri == f"sqlite:///{(tmp_path / 'project' / 'mlflow.db').resolve()}"
+    assert loader["mlflow"]["ui"]["host"] == "127.0.0.1"  # the rest of mlflow.yml is kept
+
+    (conf / "local" / "globals.yml").write_text("mlflow_tracking_uri: sqlite:////srv/runs.db\n")
+    loader = OmegaConfigLoader(
+        conf_source=str(conf),
+        base_env="base",
+        default_run_env="local",
+        merge_strategy={"globals": "soft"},
+    )
+    anchor_tracking_uri(loader, tmp_path / "project")
+    assert loader["mlflow"]["server"]["mlflow_tracking_uri"] == "sqlite:////srv/runs.db"
+    assert not list(elsewhere.iterdir())  # nothing was created in the working directory

@@ -47,6 +47,7 @@ from pydantic import BaseModel
 
 from mindkd.tracking import provenance
 from mindkd.tracking import runs as names
+from mindkd.tracking.store import absolute_uri
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class TrackingHook(MlflowHook):
     # ------------------------------------------------------------------ session set-up
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
+        anchor_tracking_uri(context.config_loader, Path(context.project_path))
         super().after_context_created(context)
         self._project_path = Path(context.project_path)
         self._globals = _globals(context)
@@ -336,6 +338,28 @@ class TrackingHook(MlflowHook):
         for run_id in {self._primary, *self._runs.values()} - {None}:
             self._client.set_terminated(run_id, status)
         self._reset()
+
+
+MLFLOW_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]  # kedro-mlflow's own
+
+
+def anchor_tracking_uri(loader: Any, project_path: Path) -> None:
+    """Make a relative sqlite tracking URI of ``mlflow.yml`` relative to the project, not the cwd.
+
+    ``sqlite:///mlflow.db`` would otherwise be a new, empty store in whatever folder a session is
+    created from (a notebook in ``notebooks/``, a script elsewhere) and its runs would be lost to
+    the project's store. The resolved config is set back on the loader, where kedro-mlflow reads it.
+    """
+    if "mlflow" not in loader.config_patterns:
+        loader.config_patterns.update({"mlflow": MLFLOW_PATTERNS})
+    try:
+        conf = loader["mlflow"]
+    except MissingConfigException:
+        return  # kedro-mlflow falls back to its defaults and says so
+    uri = (conf or {}).get("server", {}).get("mlflow_tracking_uri")
+    if uri:
+        conf["server"]["mlflow_tracking_uri"] = absolute_uri(str(uri), project_path)
+        loader["mlflow"] = conf
 
 
 def _globals(context: KedroContext) -> dict[str, Any]:
