@@ -36,21 +36,15 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
-from copy import deepcopy
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
-import fsspec
 import numpy as np
 import pandas as pd
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError, Version
+
+from mindkd.io.fsspec_base import FsspecVersionedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +162,7 @@ def _validate(arrays: Mapping[str, np.ndarray], index: pd.DataFrame, key: str) -
     return problems
 
 
-class ArrayStoreDataset(AbstractVersionedDataset[ArrayStore, ArrayStore]):
+class ArrayStoreDataset(FsspecVersionedDataset[ArrayStore, ArrayStore]):
     """Kedro dataset for an ``ArrayStore``: ``.npy`` files, ``index.parquet`` and ``meta.json``.
 
     Loads memory-mapped (``load_args: {mmap_mode: r}`` by default; ``mmap_mode: null`` reads into
@@ -178,6 +172,7 @@ class ArrayStoreDataset(AbstractVersionedDataset[ArrayStore, ArrayStore]):
     """
 
     DEFAULT_LOAD_ARGS: ClassVar[dict[str, Any]] = {"mmap_mode": "r"}
+    MARKER = META_FILE  # written last: a folder without it is an interrupted save
 
     def __init__(
         self,
@@ -190,35 +185,24 @@ class ArrayStoreDataset(AbstractVersionedDataset[ArrayStore, ArrayStore]):
         metadata: dict[str, Any] | None = None,
         optional: bool = False,
     ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        self._optional = optional
-        _fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **_fs_args)
-        self.metadata = metadata
         super().__init__(
-            filepath=PurePosixPath(path),
+            filepath=filepath,
             version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
         )
+        self._optional = optional
         self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
 
     def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "load_args": self._load_args,
-            "version": self._version,
-        }
+        return {**super()._describe(), "load_args": self._load_args}
 
     def load(self) -> ArrayStore | None:
         """The store; with ``optional: true``, ``None`` when none was saved yet (a cache's first run)."""
         if self._optional and not self._exists():
             return None
-        folder = get_filepath_str(self._get_load_path(), self._protocol)
+        folder = self._load_location()
         meta_path = f"{folder}/{META_FILE}"
         if not self._fs.exists(meta_path):
             raise DatasetError(f"{meta_path} not found: {folder} is not a saved ArrayStore")
@@ -252,7 +236,7 @@ class ArrayStoreDataset(AbstractVersionedDataset[ArrayStore, ArrayStore]):
     def save(self, data: ArrayStore) -> None:
         if not isinstance(data, ArrayStore):
             raise DatasetError(f"ArrayStoreDataset saves an ArrayStore, got {type(data).__name__}")
-        target = get_filepath_str(self._get_save_path(), self._protocol)
+        target = self._save_location()
         if self._protocol == "file" and _is_stored_at(data, Path(target)):
             logger.info("%s already holds this store (a cache hit): nothing to write", target)
         elif self._protocol == "file":
@@ -264,20 +248,6 @@ class ArrayStoreDataset(AbstractVersionedDataset[ArrayStore, ArrayStore]):
                 for file in files:
                     self._fs.put_file(str(file), f"{target}/{file.name}")
         self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            folder = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return bool(self._fs.exists(f"{folder}/{META_FILE}"))
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
 
 def _is_stored_at(store: ArrayStore, folder: Path) -> bool:

@@ -25,21 +25,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from copy import deepcopy
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError
+
+from mindkd.io.fsspec_base import FsspecVersionedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -166,37 +159,13 @@ def _normalise(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-class LogitCacheDataset(AbstractVersionedDataset[LogitCache, LogitCache]):
+class LogitCacheDataset(FsspecVersionedDataset[LogitCache, LogitCache]):
     """Kedro dataset for a ``LogitCache``: ``logits.parquet`` + ``provenance.json`` in a folder."""
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        _fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **_fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+    MARKER = PROVENANCE_FILE  # written last: a folder without it is an interrupted save
 
     def load(self) -> LogitCache:
-        folder = get_filepath_str(self._get_load_path(), self._protocol)
+        folder = self._load_location()
         provenance_path = f"{folder}/{PROVENANCE_FILE}"
         if not self._fs.exists(provenance_path):
             raise DatasetError(f"{provenance_path} not found: {folder} is not a saved logit cache")
@@ -213,7 +182,7 @@ class LogitCacheDataset(AbstractVersionedDataset[LogitCache, LogitCache]):
     def save(self, data: LogitCache) -> None:
         if not isinstance(data, LogitCache):
             raise DatasetError(f"LogitCacheDataset saves a LogitCache, got {type(data).__name__}")
-        folder = get_filepath_str(self._get_save_path(), self._protocol)
+        folder = self._save_location()
         self._fs.makedirs(folder, exist_ok=True)
         with self._fs.open(f"{folder}/{LOGITS_FILE}", "wb") as handle:
             data.table.to_parquet(handle, index=False)
@@ -228,20 +197,6 @@ class LogitCacheDataset(AbstractVersionedDataset[LogitCache, LogitCache]):
             handle.write("\n")
         logger.info("Saved logit cache %s (%d rows)", folder, len(data.table))
         self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            folder = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return bool(self._fs.exists(f"{folder}/{PROVENANCE_FILE}"))
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
 
 def _json_default(value: Any) -> Any:

@@ -18,24 +18,17 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Mapping
-from copy import deepcopy
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import torch
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError, Version
+
+from mindkd.io.fsspec_base import FsspecVersionedDataset
 
 StateDict = dict[str, Any]
 
 
-class TorchStateDictDataset(AbstractVersionedDataset[StateDict, StateDict]):
+class TorchStateDictDataset(FsspecVersionedDataset[StateDict, StateDict]):
     """Kedro dataset for a state dict: ``torch.save`` on save, ``torch.load(weights_only=True)`` on load."""
 
     def __init__(
@@ -48,27 +41,17 @@ class TorchStateDictDataset(AbstractVersionedDataset[StateDict, StateDict]):
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        _fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **_fs_args)
-        self._load_args = {"map_location": "cpu", **(load_args or {})}
-        self.metadata = metadata
         super().__init__(
-            filepath=PurePosixPath(path),
+            filepath=filepath,
             version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
         )
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+        self._load_args = {"map_location": "cpu", **(load_args or {})}
 
     def load(self) -> StateDict:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(path, "rb") as handle:
+        with self._fs.open(self._load_location(), "rb") as handle:
             return torch.load(io.BytesIO(handle.read()), weights_only=True, **self._load_args)
 
     def save(self, data: Mapping[str, Any]) -> None:
@@ -79,24 +62,9 @@ class TorchStateDictDataset(AbstractVersionedDataset[StateDict, StateDict]):
             )
         buffer = io.BytesIO()
         torch.save(_to_cpu(data), buffer)
-        path = get_filepath_str(self._get_save_path(), self._protocol)
-        with self._fs.open(path, "wb") as handle:
+        with self._fs.open(self._save_location(), "wb") as handle:
             handle.write(buffer.getvalue())
         self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return bool(self._fs.exists(path))
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
 
 def _to_cpu(value: Any) -> Any:
