@@ -39,20 +39,6 @@ from mindkd.demo.ehr import (
     value_strings,
 )
 
-CHART_COLUMNS = (
-    "subject_id",
-    "hadm_id",
-    "stay_id",
-    "caregiver_id",
-    "charttime",
-    "storetime",
-    "itemid",
-    "value",
-    "valuenum",
-    "valueuom",
-    "warning",
-)
-
 #: Defect kinds and their rates (share of the clean variable rows), each at least one per block.
 CHART_DEFECT_RATES: dict[str, float] = {
     "text_in_numeric": 0.002,

@@ -38,37 +38,6 @@ TRANSFER_SHARE = 0.10
 LOS_MEDIAN_H, LOS_SIGMA, LOS_MIN_H, LOS_MAX_H = 80.0, 0.9, 12.0, 360.0
 FIRST_YEAR, LAST_ANCHOR_YEAR = 2110, 2185
 
-PATIENT_COLUMNS = ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod")
-ADMISSION_COLUMNS = (
-    "subject_id",
-    "hadm_id",
-    "admittime",
-    "dischtime",
-    "deathtime",
-    "admission_type",
-    "admit_provider_id",
-    "admission_location",
-    "discharge_location",
-    "insurance",
-    "language",
-    "marital_status",
-    "race",
-    "edregtime",
-    "edouttime",
-    "hospital_expire_flag",
-)
-ICUSTAY_COLUMNS = (
-    "subject_id",
-    "hadm_id",
-    "stay_id",
-    "first_careunit",
-    "last_careunit",
-    "intime",
-    "outtime",
-    "los",
-)
-DIAGNOSES_COLUMNS = ("subject_id", "hadm_id", "seq_num", "icd_code", "icd_version")
-
 
 @dataclass
 class Counters:

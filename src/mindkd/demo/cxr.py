@@ -32,23 +32,7 @@ from mindkd.demo._util import (
 from mindkd.demo.cohort import CXR_ONLY, Cohort, Counters
 from mindkd.demo.images import DEVICE_THRESHOLDS, ImageJob
 from mindkd.demo.latent import sigmoid
-
-METADATA_COLUMNS = (
-    "dicom_id",
-    "subject_id",
-    "study_id",
-    "PerformedProcedureStepDescription",
-    "ViewPosition",
-    "Rows",
-    "Columns",
-    "StudyDate",
-    "StudyTime",
-    "ProcedureCodeSequence_CodeMeaning",
-    "ViewCodeSequence_CodeMeaning",
-    "PatientOrientationCodeSequence_CodeMeaning",
-)
-LABEL_COLUMNS = ("subject_id", "study_id", *vocab.FINDINGS)
-SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
+from mindkd.mimic.cxr import FINDINGS
 
 EARLY_STUDY_SHARE = 0.34
 MAX_STUDIES = 6
@@ -186,7 +170,7 @@ def _study_latents(cohort: Cohort, studies: pd.DataFrame, rng: np.random.Generat
 
 
 def finding_probabilities(z: np.ndarray) -> np.ndarray:
-    """P(finding) per study (n, 14) in ``vocab.FINDINGS`` order; No Finding is set later."""
+    """P(finding) per study (n, 14) in ``FINDINGS`` order; No Finding is set later."""
     n = len(z)
     z0, z1, z2, z3 = z.T
     p = {
@@ -205,7 +189,7 @@ def finding_probabilities(z: np.ndarray) -> np.ndarray:
         "Pneumothorax": np.full(n, 0.03),
         "Support Devices": np.where(z3 > DEVICE_THRESHOLDS[0], 0.95, 0.03),
     }
-    return np.stack([p[f] for f in vocab.FINDINGS], axis=1)
+    return np.stack([p[f] for f in FINDINGS], axis=1)
 
 
 def _label_cells(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -216,10 +200,8 @@ def _label_cells(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         positive, 1.0, np.where(rng.random((n, k)) < EMPTY_NEGATIVE_SHARE, np.nan, 0.0)
     )
     cells[rng.random((n, k)) < UNCERTAIN_SHARE] = -1.0
-    nf = vocab.FINDINGS.index("No Finding")
-    pathology = [
-        i for i, f in enumerate(vocab.FINDINGS) if f not in {"No Finding", "Support Devices"}
-    ]
+    nf = FINDINGS.index("No Finding")
+    pathology = [i for i, f in enumerate(FINDINGS) if f not in {"No Finding", "Support Devices"}]
     mentioned = np.isin(cells[:, pathology], (1.0, -1.0)).any(axis=1)
     cells[:, nf] = np.where(mentioned, np.nan, 1.0)
     return cells
@@ -382,7 +364,7 @@ def _metadata_table(
 
 def _label_table(subject: np.ndarray, study: np.ndarray, cells: np.ndarray) -> pa.Table:
     columns: dict[str, pa.Array] = {"subject_id": int_array(subject), "study_id": int_array(study)}
-    for k, finding in enumerate(vocab.FINDINGS):
+    for k, finding in enumerate(FINDINGS):
         columns[finding] = decimal_strings(cells[:, k])
     return pa.table(columns)
 

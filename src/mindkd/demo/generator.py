@@ -31,13 +31,9 @@ import pyarrow as pa
 
 from mindkd.demo import latent, vocab
 from mindkd.demo._util import float_array, int_array
-from mindkd.demo.chartevents import CHART_COLUMNS, chart_block
+from mindkd.demo.chartevents import chart_block
 from mindkd.demo.cohort import (
-    ADMISSION_COLUMNS,
     CXR_ONLY,
-    DIAGNOSES_COLUMNS,
-    ICUSTAY_COLUMNS,
-    PATIENT_COLUMNS,
     Cohort,
     Counters,
     admissions_table,
@@ -48,11 +44,13 @@ from mindkd.demo.cohort import (
     truth_stays,
 )
 from mindkd.demo.config import BLOCK_PATIENTS, DemoConfig
-from mindkd.demo.cxr import LABEL_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS, cxr_block
+from mindkd.demo.cxr import cxr_block
 from mindkd.demo.ehr import StayContext
 from mindkd.demo.images import ImageJob, write_images
-from mindkd.demo.labevents import LAB_COLUMNS, lab_block
+from mindkd.demo.labevents import lab_block
 from mindkd.demo.writer import CsvGzWriter, WriterPool, write_csv_gz
+from mindkd.mimic import cxr as cxr_layout
+from mindkd.mimic.schemas import TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -62,23 +60,12 @@ TRUTH_DIR = "_truth"
 MANIFEST_FILE = "manifest.json"
 _IMAGE_CHUNK = 96
 
-#: Relative path of every CSV file, by table name.
-MIMIC_IV_FILES: dict[str, str] = {
-    "patients": "hosp/patients.csv.gz",
-    "admissions": "hosp/admissions.csv.gz",
-    "diagnoses_icd": "hosp/diagnoses_icd.csv.gz",
-    "d_icd_diagnoses": "hosp/d_icd_diagnoses.csv.gz",
-    "labevents": "hosp/labevents.csv.gz",
-    "d_labitems": "hosp/d_labitems.csv.gz",
-    "icustays": "icu/icustays.csv.gz",
-    "chartevents": "icu/chartevents.csv.gz",
-    "d_items": "icu/d_items.csv.gz",
-}
+#: MIMIC-CXR-JPG CSV files by the generator's name for them (file names and columns: mindkd.mimic.cxr).
 MIMIC_CXR_FILES: dict[str, str] = {
-    "metadata": "mimic-cxr-2.0.0-metadata.csv.gz",
-    "chexpert": "mimic-cxr-2.0.0-chexpert.csv.gz",
-    "negbio": "mimic-cxr-2.0.0-negbio.csv.gz",
-    "split": "mimic-cxr-2.0.0-split.csv.gz",
+    "metadata": cxr_layout.METADATA_FILE,
+    "chexpert": cxr_layout.CHEXPERT_FILE,
+    "negbio": cxr_layout.NEGBIO_FILE,
+    "split": cxr_layout.SPLIT_FILE,
 }
 
 
@@ -229,23 +216,20 @@ class _Export:
 
     def open_writers(self, pool: WriterPool) -> None:
         level = self.config.gzip_level
-        for name, columns in (
-            ("patients", PATIENT_COLUMNS),
-            ("admissions", ADMISSION_COLUMNS),
-            ("diagnoses_icd", DIAGNOSES_COLUMNS),
-            ("labevents", LAB_COLUMNS),
-            ("icustays", ICUSTAY_COLUMNS),
-            ("chartevents", CHART_COLUMNS),
+        for name in (
+            "patients",
+            "admissions",
+            "diagnoses_icd",
+            "labevents",
+            "icustays",
+            "chartevents",
         ):
-            self.writers[name] = pool.open(self.iv / MIMIC_IV_FILES[name], columns, level)
+            table = TABLES[name]  # the layout the pipeline reads: one definition of the export
+            self.writers[name] = pool.open(self.iv / table.relpath, table.column_names, level)
         if self.config.with_cxr:
-            for name, columns in (
-                ("metadata", METADATA_COLUMNS),
-                ("chexpert", LABEL_COLUMNS),
-                ("negbio", LABEL_COLUMNS),
-                ("split", SPLIT_COLUMNS),
-            ):
-                self.writers[name] = pool.open(self.cxr / MIMIC_CXR_FILES[name], columns, level)
+            for name, file in MIMIC_CXR_FILES.items():
+                columns = cxr_layout.CSV_COLUMNS[file]
+                self.writers[name] = pool.open(self.cxr / file, columns, level)
 
     def write_block(self, block: int, n: int, counters: Counters, images: _ImageSink) -> None:
         """Draw ``n`` patients and append all their rows; MIMIC-IV and CXR use separate streams."""
@@ -394,7 +378,7 @@ def _write_dictionaries(iv: Path, level: int, counts: dict[str, int]) -> None:
         ("d_labitems", d_labitems),
         ("d_icd_diagnoses", d_icd),
     ):
-        write_csv_gz(iv / MIMIC_IV_FILES[name], table, level)
+        write_csv_gz(iv / TABLES[name].relpath, table, level)
         counts[f"rows_{name}"] = table.num_rows
 
 

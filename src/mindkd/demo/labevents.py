@@ -43,24 +43,6 @@ from mindkd.demo.ehr import (
     value_strings,
 )
 
-LAB_COLUMNS = (
-    "labevent_id",
-    "subject_id",
-    "hadm_id",
-    "specimen_id",
-    "itemid",
-    "order_provider_id",
-    "charttime",
-    "storetime",
-    "value",
-    "valuenum",
-    "valueuom",
-    "ref_range_lower",
-    "ref_range_upper",
-    "flag",
-    "priority",
-    "comments",
-)
 #: Lab items of the 17 variables (glucose, SpO2, pH).
 VARIABLE_LAB_ITEMS: tuple[int, ...] = (50809, 50931, 50817, 50820)
 LAB_DEFECT_RATES: dict[str, float] = {

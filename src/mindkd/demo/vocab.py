@@ -830,22 +830,6 @@ ICD_TITLES: MappingProxyType[tuple[str, int], str] = MappingProxyType(
 # MIMIC-CXR-JPG
 # ---------------------------------------------------------------------------------------------
 
-FINDINGS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-)
 #: ViewPosition -> ViewCodeSequence_CodeMeaning.
 VIEW_MEANING: MappingProxyType[str, str] = MappingProxyType(
     {
