@@ -16,8 +16,10 @@ from mindkd.training.device import resolve_device, to_device
 from mindkd.training.fit import (
     FitConfig,
     FitResult,
+    LoaderFitConfig,
     RoutedEvaluator,
     fit,
+    fit_datasets,
     predict,
     scores_for_metrics,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "FitConfig",
     "FitResult",
     "LabelwiseScore",
+    "LoaderFitConfig",
     "LossConfigError",
     "MindLoss",
     "MindLossConfig",
@@ -62,6 +65,7 @@ __all__ = [
     "ensemble_targets",
     "expected_calibration_error",
     "fit",
+    "fit_datasets",
     "make_loader",
     "predict",
     "reliability_table",

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from mindkd.models.batch import HeadOutput, MultiModalBatch, TaskKind
 from mindkd.models.student import HEADS, RoutedModel, Routing, route
+from mindkd.training.data import MultiModalDataset, make_loader
 from mindkd.training.device import resolve_device, to_device
 from mindkd.training.metrics import auprc, auroc
 from mindkd.training.seed import deterministic, seed_everything
@@ -109,6 +110,17 @@ class FitConfig(BaseModel):
                 f"monitor must name a history key 'val/<metric>' or 'train/<term>', got {value!r}"
             )
         return value
+
+
+class LoaderFitConfig(FitConfig):
+    """``FitConfig`` plus the loader settings: the ``fit`` block of a pipeline's parameters."""
+
+    eval_batch_size: int = Field(256, ge=1, description="batch size of validation and prediction")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+    def fit_config(self) -> FitConfig:
+        """The settings ``fit`` takes (the loader settings left out)."""
+        return FitConfig(**self.model_dump(include=set(FitConfig.model_fields)))
 
 
 @dataclass
@@ -543,3 +555,30 @@ class RoutedEvaluator:
         metrics = {"auroc": auroc(y, scores), "auprc": auprc(y, scores)}
         metrics.update({name: total / counts[name] for name, total in sums.items()})
         return metrics
+
+
+def fit_datasets(  # noqa: PLR0917 - fit's order, with datasets for loaders
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: MultiModalDataset,
+    val: MultiModalDataset,
+    evaluate_fn: EvaluateFn,
+    cfg: LoaderFitConfig,
+) -> FitResult:
+    """``fit`` on datasets: a seeded shuffled train loader and an ordered val loader from ``cfg``.
+
+    The last train batch is dropped when it would be smaller than a full one, so batch norm never
+    sees a batch of one.
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"training needs train and val samples, got {len(train)}/{len(val)}")
+    train_loader = make_loader(
+        train,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
+    )
+    val_loader = make_loader(val, cfg.eval_batch_size, shuffle=False)
+    return fit(model, loss_fn, train_loader, val_loader, evaluate_fn, cfg.fit_config())

@@ -19,7 +19,7 @@ from torch import Tensor
 from mindkd.io.array_store import ArrayStore
 from mindkd.models.student import HEADS, RoutedModel
 from mindkd.training.data import MultiModalDataset, SampleTable, collate_multimodal, make_loader
-from mindkd.training.fit import FitResult, RoutedEvaluator, fit, predict
+from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
 from mindkd.training.losses import MindLoss
 from mindkd.training.seed import deterministic, seed_everything
 
@@ -103,17 +103,8 @@ def train_model(
     model = build_model(spec)
     loss = MindLoss(spec.kind, spec.loss)
     logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
-    train_loader = make_loader(
-        train,
-        cfg.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-        num_workers=cfg.num_workers,
-        drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
-    )
-    val_loader = make_loader(val, cfg.eval_batch_size, shuffle=False)
     evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
-    result = fit(model, loss, train_loader, val_loader, evaluate, cfg.fit_config())
+    result = fit_datasets(model, loss, train, val, evaluate, cfg)
     return model, result
 
 

@@ -35,7 +35,7 @@ from mindkd.models.registry import (
     list_fusions,
 )
 from mindkd.models.student import Routing
-from mindkd.training.fit import AmpMode, FitConfig
+from mindkd.training.fit import AmpMode, LoaderFitConfig
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
 
 DataSetting = Literal["paired", "partial"]
@@ -115,17 +115,11 @@ class BaselineParams(_Params):
     medfuse: MedFuseParams
 
 
-class DistillFitParams(FitConfig):
+class DistillFitParams(LoaderFitConfig):
     """``mindkd.training.FitConfig`` (AdamW, schedule, early stopping on val, device, seed) plus
     the loader settings. Shared by the student and every trained baseline."""
 
-    eval_batch_size: int = Field(256, ge=1, description="batch size of validation and prediction")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     amp: AmpMode = Field("off", description="autocast on CUDA (ignored on the CPU): off|bf16|fp16")
-
-    def fit_config(self) -> FitConfig:
-        """The settings ``mindkd.training.fit`` takes (the loader settings left out)."""
-        return FitConfig(**self.model_dump(include=set(FitConfig.model_fields)))
 
 
 class LatencyParams(_Params):

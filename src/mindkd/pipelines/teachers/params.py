@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mindkd.models.registry import RegistryError, encoder_settings, list_encoders
-from mindkd.training.fit import AmpMode, FitConfig
+from mindkd.training.fit import AmpMode, LoaderFitConfig
 
 Recipe = Literal["pretrain_then_finetune", "finetune_only"]
 Combine = Literal["mean_logits", "mean_probs"]
@@ -54,17 +54,11 @@ class MemberParams(_Params):
         return self
 
 
-class FitParams(FitConfig):
+class FitParams(LoaderFitConfig):
     """One training phase: ``mindkd.training.FitConfig`` (AdamW + scheduler, early stopping on val,
     device, AMP, seed) plus the loader settings of the teachers."""
 
     amp: AmpMode = Field("bf16", description="autocast on CUDA (ignored on the CPU): off|bf16|fp16")
-    eval_batch_size: int = Field(256, ge=1, description="batch size of validation and prediction")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-
-    def fit_config(self) -> FitConfig:
-        """The settings ``mindkd.training.fit`` takes (the loader settings left out)."""
-        return FitConfig(**self.model_dump(include=set(FitConfig.model_fields)))
 
 
 class PretrainParams(_Params):

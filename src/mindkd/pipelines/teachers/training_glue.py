@@ -25,8 +25,7 @@ from mindkd.models.registry import build_encoder, count_parameters
 from mindkd.models.student import UnimodalClassifier
 from mindkd.training.data import MultiModalDataset, SampleTable, make_loader
 from mindkd.training.device import resolve_device
-from mindkd.training.fit import FitResult, RoutedEvaluator, predict
-from mindkd.training.fit import fit as run_fit
+from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
 from mindkd.training.losses import MindLoss, MindLossConfig
 from mindkd.training.seed import deterministic, seed_everything
 
@@ -101,22 +100,8 @@ def train_teacher(
     params: FitParams,
 ) -> FitResult:
     """Fit ``model`` on ``train`` with the task loss, early-stopping on ``val`` (best epoch kept)."""
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError(
-            f"a teacher needs train and val samples, got {len(train)} train and {len(val)} val"
-        )
     loss = MindLoss(kind, MindLossConfig(alpha=0.0))
-    train_loader = make_loader(
-        train,
-        params.batch_size,
-        shuffle=True,
-        seed=params.seed,
-        num_workers=params.num_workers,
-        drop_last=len(train) > params.batch_size,  # no batch of one for batch norm
-    )
-    val_loader = make_loader(val, params.eval_batch_size, shuffle=False)
-    evaluate = RoutedEvaluator(kind, loss_fn=loss)
-    return run_fit(model, loss, train_loader, val_loader, evaluate, params.fit_config())
+    return fit_datasets(model, loss, train, val, RoutedEvaluator(kind, loss_fn=loss), params)
 
 
 def history_report(result: FitResult, model: UnimodalClassifier) -> dict[str, Any]:
