@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mindkd.mimic.phenotypes import PHENOTYPE_COLUMNS
+from mindkd.processing.checks import require_columns
 from mindkd.processing.labels import MortalitySource, mortality_labels, phenotype_labels
 from mindkd.processing.timeseries import (
     EventTable,
@@ -108,9 +109,7 @@ class CohortFlow:
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise CohortError(f"{name} lacks column(s) {missing} (has {list(table.columns)})")
+    require_columns(table, columns, name, CohortError)
 
 
 def _keep(

@@ -27,6 +27,7 @@ from mindkd.mimic.phenotypes import (
     map_icd_codes,
     normalise_codes,
 )
+from mindkd.processing.checks import require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,7 @@ class LabelError(ValueError):
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise LabelError(f"{name} lacks column(s) {missing} (has {list(table.columns)})")
+    require_columns(table, columns, name, LabelError)
 
 
 def mortality_labels(

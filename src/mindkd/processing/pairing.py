@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mindkd.mimic.cxr import study_datetime
+from mindkd.processing.checks import require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ class PairingError(ValueError):
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise PairingError(f"{name} lacks column(s) {missing} (has {list(table.columns)})")
+    require_columns(table, columns, name, PairingError)
 
 
 def select_task_images(metadata: pd.DataFrame, views: Sequence[str] = ("AP",)) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.processing import checks
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,7 @@ class DistillDataError(ValueError):
 
 
 def require_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DistillDataError(f"{name} lacks column(s) {missing} (has {list(table.columns)})")
+    checks.require_columns(table, columns, name, DistillDataError)
 
 
 def assemble_samples(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.processing.checks import require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,7 @@ class TeacherDataError(ValueError):
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise TeacherDataError(f"{name} lacks column(s) {missing} (has {list(table.columns)})")
+    require_columns(table, columns, name, TeacherDataError)
 
 
 def _labels_as_float(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
