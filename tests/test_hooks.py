@@ -50,6 +50,15 @@ def test_a_new_hook_owns_no_run() -> None:
     assert hook._primary is None and hook._runs == {} and not hook._switching
 
 
+def _loader(conf: Path) -> OmegaConfigLoader:
+    return OmegaConfigLoader(
+        conf_source=str(conf),
+        base_env="base",
+        default_run_env="local",
+        merge_strategy={"globals": "soft"},
+    )
+
+
 def test_a_relative_sqlite_store_is_anchored_at_the_project_not_the_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,24 +68,14 @@ def test_a_relative_sqlite_store_is_anchored_at_the_project_not_the_cwd(
     elsewhere = tmp_path / "notebooks"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    loader = OmegaConfigLoader(
-        conf_source=str(conf),
-        base_env="base",
-        default_run_env="local",
-        merge_strategy={"globals": "soft"},
-    )
+    loader = _loader(conf)
     anchor_tracking_uri(loader, tmp_path / "project")
     uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
     assert uri == f"sqlite:///{(tmp_path / 'project' / 'mlflow.db').resolve()}"
     assert loader["mlflow"]["ui"]["host"] == "127.0.0.1"  # the rest of mlflow.yml is kept
 
     (conf / "local" / "globals.yml").write_text("mlflow_tracking_uri: sqlite:////srv/runs.db\n")
-    loader = OmegaConfigLoader(
-        conf_source=str(conf),
-        base_env="base",
-        default_run_env="local",
-        merge_strategy={"globals": "soft"},
-    )
+    loader = _loader(conf)
     anchor_tracking_uri(loader, tmp_path / "project")
     assert loader["mlflow"]["server"]["mlflow_tracking_uri"] == "sqlite:////srv/runs.db"
     assert not list(elsewhere.iterdir())  # nothing was created in the working directory

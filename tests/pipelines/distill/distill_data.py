@@ -17,6 +17,7 @@ from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.ehr.params import TaskParams
+from synthetic_stores import signal_timeseries
 
 STEPS, CHANNELS, IMAGE = 8, 34, 16
 SPLIT_SIZES = {"train": 48, "val": 24, "test": 24}
@@ -45,18 +46,7 @@ def make_inputs(seed: int = 0) -> DistillInputs:
     cohort = pd.DataFrame(
         {"subject_id": 10_000 + np.arange(n), "stay_id": stay_id, "split": split, "y": y}
     )
-    values = rng.normal(size=(n, STEPS, CHANNELS)).astype(np.float32)
-    values[:, :, CHANNELS // 2 :] = 1.0
-    values[:, :, 0] += np.where(y == 1, 1.0, -1.0)[:, None]
-    lengths = np.where(np.arange(n) % 3 == 0, STEPS - 3, STEPS)
-    order = rng.permutation(n)
-    timeseries = ArrayStore(
-        arrays={"values": values[order]},
-        index=pd.DataFrame(
-            {"stay_id": stay_id[order], "row": np.arange(n), "length": lengths[order]}
-        ),
-        key="stay_id",
-    )
+    timeseries = signal_timeseries(rng, stay_id, y, steps=STEPS, channels=CHANNELS, shift=1.0)
     paired = np.arange(n) % 3 != 2
     dicom = np.array([f"img-{s}" for s in stay_id], dtype=object)
     images = rng.integers(0, 90, size=(n, IMAGE, IMAGE)).astype(np.uint8)

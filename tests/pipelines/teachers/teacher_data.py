@@ -22,6 +22,7 @@ from mindkd.pipelines.teachers.params import (
     PretrainParams,
     ReportParams,
 )
+from synthetic_stores import signal_timeseries
 
 STEPS, CHANNELS, IMAGE = 8, 34, 16
 SPLIT_SIZES = {"train": 48, "val": 20, "test": 20}
@@ -67,18 +68,7 @@ def make_inputs(seed: int = 0) -> TeacherInputs:
             "y": y,
         }
     )
-    values = rng.normal(size=(n, STEPS, CHANNELS)).astype(np.float32)
-    values[:, :, CHANNELS // 2 :] = 1.0  # all observed
-    values[:, :, 0] += np.where(y == 1, 1.2, -1.2)[:, None]
-    lengths = np.where(np.arange(n) % 3 == 0, STEPS - 3, STEPS)
-    order = rng.permutation(n)  # store rows in another order than the cohort
-    timeseries = ArrayStore(
-        arrays={"values": values[order]},
-        index=pd.DataFrame(
-            {"stay_id": stay_id[order], "row": np.arange(n), "length": lengths[order]}
-        ),
-        key="stay_id",
-    )
+    timeseries = signal_timeseries(rng, stay_id, y, steps=STEPS, channels=CHANNELS, shift=1.2)
 
     paired = np.arange(n) % 3 != 2
     images, image_rows = [], []
