@@ -20,10 +20,16 @@ from mindkd.mimic.variables import (
     CHART_ITEMS,
     GCS_TEXT_SCORES,
     LAB_ITEMS,
-    VARIABLES,
     UnitRule,
+    range_profile,
 )
-from mindkd.processing.events import CLEAN_EVENT_SCHEMA, CLEAN_REASONS, clean_bucket, clean_events
+from mindkd.processing.events import (
+    CLEAN_EVENT_SCHEMA,
+    CLEAN_REASONS,
+    RangeArrays,
+    clean_bucket,
+    clean_events,
+)
 from mindkd.processing.ingest import RAW_EVENT_SCHEMA, EventStream, ingest_events
 
 T0 = "2180-01-01 10:00:00"
@@ -54,8 +60,8 @@ def lab(item: int, valuenum: float, t: str = T0, stay: int = 1) -> Row:
     return (stay, t, item, str(valuenum), valuenum, None, "lab")
 
 
-def clean(rows: list[Row]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    table, counts = clean_bucket(raw(rows))
+def clean(rows: list[Row], ranges: str = "mindkd") -> tuple[pd.DataFrame, dict[str, Any]]:
+    table, counts = clean_bucket(raw(rows), RangeArrays(ranges))
     assert table.schema == CLEAN_EVENT_SCHEMA
     stats = counts.as_stats()
     assert stats["rows_in"] == stats["rows_kept"] + sum(stats["dropped"].values())
@@ -76,6 +82,54 @@ def test_fahrenheit_to_celsius_223761() -> None:
     assert only_value([chart(223761, "98.6", 98.6)]) == pytest.approx(37.0, abs=1e-5)
     assert only_value([chart(223761, "101.3", 101.3)]) == pytest.approx(38.5, abs=1e-5)
     assert only_value([chart(223762, "37.2", 37.2)]) == pytest.approx(37.2, abs=1e-5)
+
+
+def test_fahrenheit_charted_under_the_celsius_item_223762() -> None:
+    rows = [
+        chart(223762, "98.6", 98.6),  # °F under the °C item (3 rows of the real MIMIC-IV demo)
+        chart(223762, "37.2", 37.2, t="2180-01-01 11:00:00"),
+        chart(223762, "200", 200, t="2180-01-01 12:00:00"),  # neither: an error, dropped
+        chart(226329, "37.5", 37.5, t="2180-01-01 13:00:00"),  # blood temperature (CCO), °C
+    ]
+    frame, stats = clean(rows)
+    assert frame["value"].tolist() == pytest.approx([37.0, 37.2, 37.5], abs=1e-5)
+    assert set(frame["channel"]) == {CHANNEL["temperature"]}
+    assert stats["fahrenheit_in_celsius"] == {"temperature": 1}
+    assert stats["converted"] == {"temperature": 1}
+    assert stats["dropped_by_variable"]["out_of_range"] == {"temperature": 1}
+
+
+def test_spontaneous_respiratory_rates_are_not_the_respiratory_rate() -> None:
+    frame, stats = clean([chart(224689, "0", 0), chart(224422, "12", 12), chart(224690, "18", 18)])
+    assert frame["value"].tolist() == [18.0]
+    assert stats["dropped_by_variable"]["unknown_item"] == {"(no variable)": 2}
+
+
+# (row, mindkd value or None, mimic3-benchmarks value or None, variable): docs/variables.md
+PROFILE_CASES = [
+    (chart(220210, "0", 0), None, 0.0, "resp_rate"),
+    (chart(220052, "250", 250), None, 250.0, "mbp"),
+    (chart(220052, "200", 200), 200.0, 200.0, "mbp"),
+    (chart(226512, "0", 0), None, 0.0, "weight"),
+    (chart(226531, "0", 0), None, 0.0, "weight"),
+    (chart(226730, "61", 61), None, 61.0, "height"),
+    (chart(226730, "0", 0), None, 0.0, "height"),
+    (chart(220045, "0", 0), 0.0, 0.0, "heart_rate"),  # asystole at death: kept by both
+]
+
+
+@pytest.mark.parametrize(("row", "ours", "theirs", "variable"), PROFILE_CASES)
+def test_range_profiles_differ_where_documented(
+    row: Row, ours: float | None, theirs: float | None, variable: str
+) -> None:
+    for profile, expected in (("mindkd", ours), ("mimic3_benchmarks", theirs)):
+        frame, stats = clean([row], profile)
+        if expected is None:
+            assert frame.empty
+            assert stats["dropped_by_variable"]["out_of_range"] == {variable: 1}
+        else:
+            assert frame["value"].tolist() == [pytest.approx(expected)]
+            assert frame["channel"].tolist() == [CHANNEL[variable]]
 
 
 def test_pounds_to_kg_226531() -> None:
@@ -264,10 +318,12 @@ def test_output_sorted_by_stay_time_channel_value() -> None:
 # --- whole stage ------------------------------------------------------------------------------
 
 
-def reference_clean(frame: pd.DataFrame) -> pd.DataFrame:
+def reference_clean(frame: pd.DataFrame, profile: str = "mindkd") -> pd.DataFrame:
     """Pass 2 row by row, straight from ../shared/MIMIC.md: the non-streamed reference."""
+    ranges = range_profile(profile)
     rules = {
         UnitRule.FAHRENHEIT_TO_CELSIUS: lambda v: (v - 32) * 5 / 9,
+        UnitRule.CELSIUS_OR_FAHRENHEIT: lambda v: (v - 32) * 5 / 9 if 79 <= v <= 113 else v,
         UnitRule.POUNDS_TO_KG: lambda v: v * 0.453592,
         UnitRule.INCHES_TO_CM: lambda v: v * 2.54,
         UnitRule.PERCENT_TO_FRACTION: lambda v: v / 100 if v > 1 else v,
@@ -296,12 +352,11 @@ def reference_clean(frame: pd.DataFrame) -> pd.DataFrame:
         if v is None:
             continue
         v = rules.get(rule, lambda x: x)(v)
-        var = VARIABLES[channel]
-        if not var.drop_low <= v <= var.drop_high:
+        bounds = ranges[channel]
+        if not bounds.drop_low <= v <= bounds.drop_high:
             continue
-        out.append(
-            (r.stay_id, r.charttime, channel, min(max(v, var.clip_low), var.clip_high), r.source)
-        )
+        value = min(max(v, bounds.clip_low), bounds.clip_high)
+        out.append((r.stay_id, r.charttime, channel, value, r.source))
     result = pd.DataFrame(out, columns=["stay_id", "charttime", "channel", "value", "source"])
     parts = [CHANNEL[c] for c in ("gcs_eye", "gcs_motor", "gcs_verbal")]
     gcs = result[result["channel"].isin(parts)]
@@ -338,7 +393,8 @@ def random_raw(seed: int, n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RAW_EVENT_SCHEMA.names)
 
 
-def test_bucketed_stream_equals_reference(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["mindkd", "mimic3_benchmarks"])
+def test_bucketed_stream_equals_reference(tmp_path: Path, profile: str) -> None:
     frame = random_raw(seed=7, n=4000)
     table = pa.Table.from_pandas(frame, schema=RAW_EVENT_SCHEMA, preserve_index=False)
     n_buckets = 4
@@ -351,13 +407,14 @@ def test_bucketed_stream_equals_reference(tmp_path: Path) -> None:
                 yield bucket, part.filter(mask)
 
     parts = MemoryEventParts(EventStream(chunks(), RAW_EVENT_SCHEMA, n_buckets, {"x": 1}))
-    stream = clean_events(parts, n_workers=2)
+    stream = clean_events(parts, n_workers=2, ranges=profile)
     got = pa.concat_tables([t for _, t in stream]).to_pandas()
     got = got.sort_values(["stay_id", "charttime", "channel", "value"], kind="stable")
-    expected = reference_clean(frame)
+    expected = reference_clean(frame, profile)
     assert len(expected) > 1000
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
     stats = stream.stats
+    assert stats["ranges"] == profile
     assert stats["complete"] is True
     assert stats["ingest"] == {"x": 1}
     assert stats["rows_in"] == len(frame)

@@ -12,9 +12,11 @@ returns a lazy ``EventStream`` of ``CLEAN_EVENT_SCHEMA`` rows, one table per buc
    "Abnormal >3 ..." to 1 (any other text: ``unknown_text``); text in a numeric item with an empty
    valuenum is ``non_numeric``; no number and no text is ``missing_value``;
 4. convert units: °F -> °C, lbs -> kg, inches -> cm, FiO2 % -> fraction when > 1, SpO2 fraction
-   -> % when <= 1;
+   -> % when <= 1; a °C item's values in ``FAHRENHEIT_IN_CELSIUS`` (79-113) are °F charted under
+   the wrong item and are converted too (counted again as ``fahrenheit_in_celsius``);
 5. drop values outside ``[drop_low, drop_high]`` (``out_of_range``) and clip the rest to
-   ``[clip_low, clip_high]`` (``clipped``);
+   ``[clip_low, clip_high]`` (``clipped``), under the range profile ``ranges`` (``mindkd`` by
+   default, or ``mimic3_benchmarks``: ``mindkd.mimic.variables.range_profile``);
 6. derive GCS total where eye, motor and verbal are all charted for a stay at the same charttime
    (their sum; a component charted twice at that time contributes its highest value).
 
@@ -39,13 +41,15 @@ from tqdm.auto import tqdm
 from mindkd.mimic.variables import (
     CHANNEL,
     CHART_ITEMS,
+    DEFAULT_RANGE_PROFILE,
+    FAHRENHEIT_IN_CELSIUS,
     GCS_COMPONENTS,
     GCS_TEXT_SCORES,
     LAB_ITEMS,
     NUM_VARIABLES,
     VARIABLE_NAMES,
-    VARIABLES,
     UnitRule,
+    range_profile,
 )
 from mindkd.processing.ingest import BucketedEvents, EventStream
 
@@ -76,7 +80,7 @@ _REASON = {r: i for i, r in enumerate(CLEAN_REASONS)}
 #: Counters are (reason or event) x (variable, plus one column for rows of no variable).
 _UNKNOWN_COLUMN = "(no variable)"
 _COLUMNS = (*VARIABLE_NAMES, _UNKNOWN_COLUMN)
-_EVENTS = ("kept", "clipped", "converted", "text_scored", "derived", "out")
+_EVENTS = ("kept", "clipped", "converted", "fahrenheit_in_celsius", "text_scored", "derived", "out")
 
 _RULES: tuple[UnitRule, ...] = tuple(UnitRule)
 _RULE = {r: i for i, r in enumerate(_RULES)}
@@ -85,10 +89,18 @@ _CHANNEL_BITS = (NUM_VARIABLES - 1).bit_length()
 _GCS_TOTAL = CHANNEL["gcs_total"]
 _GCS_PARTS = tuple(CHANNEL[c] for c in GCS_COMPONENTS)
 
-_DROP_LOW = np.array([v.drop_low for v in VARIABLES], dtype=np.float64)
-_DROP_HIGH = np.array([v.drop_high for v in VARIABLES], dtype=np.float64)
-_CLIP_LOW = np.array([v.clip_low for v in VARIABLES], dtype=np.float64)
-_CLIP_HIGH = np.array([v.clip_high for v in VARIABLES], dtype=np.float64)
+
+class RangeArrays:
+    """The ranges of one profile as per-channel arrays (``drop_low`` ... ``drop_high``)."""
+
+    def __init__(self, profile: str = DEFAULT_RANGE_PROFILE) -> None:
+        ranges = range_profile(profile)
+        self.profile = profile
+        self.drop_low = np.array([r.drop_low for r in ranges], dtype=np.float64)
+        self.clip_low = np.array([r.clip_low for r in ranges], dtype=np.float64)
+        self.clip_high = np.array([r.clip_high for r in ranges], dtype=np.float64)
+        self.drop_high = np.array([r.drop_high for r in ranges], dtype=np.float64)
+
 
 _GCS_KEYS = pa.array(list(GCS_TEXT_SCORES))
 _GCS_SCORES = np.array(list(GCS_TEXT_SCORES.values()), dtype=np.float64)
@@ -161,6 +173,7 @@ class CleanCounts:
             },
             "clipped": events["clipped"],
             "converted": events["converted"],
+            "fahrenheit_in_celsius": events["fahrenheit_in_celsius"],
             "text_scored": events["text_scored"],
             "derived": events["derived"],
             "rows_out_by_variable": events["out"],
@@ -311,8 +324,14 @@ def _read_values(
         reason[numeric[empty]] = _REASON["missing_value"]
         reason[numeric[~empty]] = _REASON["non_numeric"]
     ok = reason == _KEEP
+    f_low, f_high = FAHRENHEIT_IN_CELSIUS
     conversions = (
-        (UnitRule.FAHRENHEIT_TO_CELSIUS, None, lambda v: (v - 32.0) * 5.0 / 9.0),
+        (UnitRule.FAHRENHEIT_TO_CELSIUS, None, _fahrenheit_to_celsius),
+        (
+            UnitRule.CELSIUS_OR_FAHRENHEIT,
+            lambda v: (v >= f_low) & (v <= f_high),
+            _fahrenheit_to_celsius,
+        ),
         (UnitRule.POUNDS_TO_KG, None, lambda v: v * 0.453592),
         (UnitRule.INCHES_TO_CM, None, lambda v: v * 2.54),
         (UnitRule.PERCENT_TO_FRACTION, lambda v: v > 1.0, lambda v: v / 100.0),
@@ -321,23 +340,34 @@ def _read_values(
     for unit_rule, when, convert in conversions:
         rows = ok & (rule == _RULE[unit_rule])
         if when is not None:
-            rows &= when(value)
+            with np.errstate(invalid="ignore"):
+                rows &= when(value)
         if rows.any():
             value[rows] = convert(value[rows])
             counts.add("converted", channel[rows])
+            if unit_rule is UnitRule.CELSIUS_OR_FAHRENHEIT:
+                counts.add("fahrenheit_in_celsius", channel[rows])
     return value
 
 
+def _fahrenheit_to_celsius(v: np.ndarray) -> np.ndarray:
+    return (v - 32.0) * 5.0 / 9.0
+
+
 def _apply_ranges(
-    value: np.ndarray, channel: np.ndarray, reason: np.ndarray, counts: CleanCounts
+    value: np.ndarray,
+    channel: np.ndarray,
+    reason: np.ndarray,
+    counts: CleanCounts,
+    ranges: RangeArrays,
 ) -> None:
     """Drop values outside [drop_low, drop_high]; clip the rest to [clip_low, clip_high]."""
     keep = reason == _KEEP
     ch = np.maximum(channel, 0)
     with np.errstate(invalid="ignore"):
-        inside = (value >= _DROP_LOW[ch]) & (value <= _DROP_HIGH[ch])  # NaN, inf: outside
+        inside = (value >= ranges.drop_low[ch]) & (value <= ranges.drop_high[ch])  # NaN: outside
     reason[keep & ~inside] = _REASON["out_of_range"]
-    low, high = _CLIP_LOW[ch], _CLIP_HIGH[ch]
+    low, high = ranges.clip_low[ch], ranges.clip_high[ch]
     clipped = np.flatnonzero(keep & inside & ((value < low) | (value > high)))
     value[clipped] = np.clip(value[clipped], low[clipped], high[clipped])
     counts.add("clipped", channel[clipped])
@@ -370,7 +400,12 @@ def _derive_gcs_total(
     return s[first], tt[first], scores[:, complete].sum(axis=0)
 
 
-def clean_bucket(table: pa.Table) -> tuple[pa.Table, CleanCounts]:
+_DEFAULT_RANGES = RangeArrays()
+
+
+def clean_bucket(
+    table: pa.Table, ranges: RangeArrays = _DEFAULT_RANGES
+) -> tuple[pa.Table, CleanCounts]:
     """Clean one bucket of pass-1 rows (``RAW_EVENT_SCHEMA``) into ``CLEAN_EVENT_SCHEMA`` rows."""
     counts = CleanCounts()
     counts.rows_in = n = table.num_rows
@@ -397,7 +432,7 @@ def clean_bucket(table: pa.Table) -> tuple[pa.Table, CleanCounts]:
     value = _read_values(
         table, valuenum=valuenum, rule=rule, channel=channel, reason=reason, counts=counts
     )
-    _apply_ranges(value, channel, reason, counts)
+    _apply_ranges(value, channel, reason, counts, ranges)
     for i, name in enumerate(CLEAN_REASONS):
         counts.drop(name, channel[reason == i])
 
@@ -439,20 +474,31 @@ def _output_table(
 
 
 def _clean_stats(
-    counts: CleanCounts, n_buckets: int, upstream: Mapping[str, Any], complete: bool
+    counts: CleanCounts,
+    n_buckets: int,
+    upstream: Mapping[str, Any],
+    complete: bool,
+    ranges: RangeArrays,
 ) -> dict[str, Any]:
     return {
         "stage": "clean",
         "complete": complete,
         "n_buckets": n_buckets,
+        "ranges": ranges.profile,
         **counts.as_stats(),
         "rows_per_bucket": list(counts.rows_per_bucket),
         "ingest": dict(upstream),
     }
 
 
-def clean_events(parts: BucketedEvents, n_workers: int | None = None) -> EventStream:
+def clean_events(
+    parts: BucketedEvents,
+    n_workers: int | None = None,
+    ranges: str = DEFAULT_RANGE_PROFILE,
+) -> EventStream:
     """Clean every bucket of ``parts`` (pass 1's output) into a lazy ``EventStream``.
+
+    ``ranges`` names the range profile (``ehr.ranges``: ``mindkd`` or ``mimic3_benchmarks``).
 
     Buckets are read and cleaned ``n_workers`` at a time (threads: the work is in numpy / arrow,
     which release the GIL; default: up to 2, the cores of the reference machine) and yielded in
@@ -460,17 +506,19 @@ def clean_events(parts: BucketedEvents, n_workers: int | None = None) -> EventSt
 
     Stats (``stream.stats``): ``rows_in``, ``rows_kept``, ``rows_out``, ``dropped.<reason>`` for
     each of ``CLEAN_REASONS`` and ``dropped_by_variable.<reason>.<variable>``; per variable
-    ``clipped``, ``converted`` (unit conversions applied), ``text_scored`` (values read from
+    ``clipped``, ``converted`` (unit conversions applied), ``fahrenheit_in_celsius`` (°F values
+    of a °C item, converted; also in ``converted``), ``text_scored`` (values read from
     text), ``derived`` (``gcs_total``) and ``rows_out_by_variable``; ``rows_per_bucket``; and
     ``ingest``, pass 1's stats, so one file tells the whole story.
     """
     workers = n_workers if n_workers is not None else min(2, os.cpu_count() or 1)
+    bounds = RangeArrays(ranges)
     total = CleanCounts()
     upstream = dict(parts.stats)
-    stats: dict[str, Any] = _clean_stats(total, parts.n_buckets, upstream, complete=False)
+    stats: dict[str, Any] = _clean_stats(total, parts.n_buckets, upstream, False, bounds)
 
     def work(bucket: int) -> tuple[pa.Table, CleanCounts]:
-        return clean_bucket(parts.read(bucket))
+        return clean_bucket(parts.read(bucket), bounds)
 
     def chunks() -> Iterator[tuple[int, pa.Table]]:
         # give back what pass 1 left cached in arrow's allocator before holding whole buckets
@@ -492,10 +540,10 @@ def clean_events(parts: BucketedEvents, n_workers: int | None = None) -> EventSt
                     table, counts = future.result()
                     total.merge(counts)
                     total.rows_per_bucket.append(table.num_rows)
-                    stats.update(_clean_stats(total, parts.n_buckets, upstream, complete=False))
+                    stats.update(_clean_stats(total, parts.n_buckets, upstream, False, bounds))
                     bar.update()
                     yield bucket, table
-        stats.update(_clean_stats(total, parts.n_buckets, upstream, complete=True))
+        stats.update(_clean_stats(total, parts.n_buckets, upstream, True, bounds))
         logger.info(
             "Cleaned events: %s rows in, %s out (%s derived); dropped %s",
             stats["rows_in"],
