@@ -17,6 +17,7 @@ import pandas as pd
 
 from mindkd.models.batch import TaskKind, TaskSpec
 from mindkd.processing import cohort as cohort_rules
+from mindkd.processing.labels import MortalitySource
 
 WindowKind = Literal["first_hours", "stay"]
 
@@ -30,7 +31,8 @@ class CohortInputs:
     admissions: pd.DataFrame
     diagnoses_icd: pd.DataFrame
     subject_splits: pd.DataFrame
-    label_source: Literal["deathtime", "hospital_expire_flag"] = "deathtime"
+    patients: pd.DataFrame | None = None
+    label_source: MortalitySource = "hospital_expire_flag"
     require_events: bool = True
 
 
@@ -79,6 +81,7 @@ def _ihm_cohort(
         inputs.subject_splits,
         hours=task.hours or 48,
         label_source=inputs.label_source,
+        patients=inputs.patients,
         flow=flow,
     )
 

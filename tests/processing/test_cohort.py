@@ -190,7 +190,9 @@ def test_ihm_cohort(
     flow = CohortFlow()
     stays = build_stay_cohort(icustays, patients, flow)
     with_events = collect_stays_with_events(event_buckets, stays, 48)
-    cohort = ihm_cohort(stays, with_events, admissions, subject_splits, flow=flow)
+    cohort = ihm_cohort(
+        stays, with_events, admissions, subject_splits, patients=patients, flow=flow
+    )
     assert cohort.columns.tolist() == [
         "subject_id",
         "hadm_id",
@@ -207,7 +209,9 @@ def test_ihm_cohort(
     assert steps.loc["ihm_min_stay", ["kept", "dropped"]].tolist() == [3, 1]
     assert steps.loc["ihm_events_in_window", ["kept", "dropped"]].tolist() == [2, 1]
     assert flow.counts["ihm_positive"] == 1
-    assert flow.counts["ihm_label_disagreements"] == 0
+    assert flow.counts["ihm_label_source"] == "hospital_expire_flag"
+    rules = flow.counts["ihm_label_rules"]
+    assert {r: rules[r]["disagreements"] for r in rules} == dict.fromkeys(rules, 0)
 
 
 def test_pheno_cohort(

@@ -14,8 +14,10 @@ from mindkd.io.event_parts import MemoryEventParts, bucket_slices
 from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
 from mindkd.mimic.variables import CHART_ITEMS, LAB_ITEMS
 from mindkd.processing.ingest import (
+    NO_LOOKBACK,
     RAW_EVENT_SCHEMA,
     EventStream,
+    Lookback,
     StayIndex,
     ingest_events,
 )
@@ -78,12 +80,19 @@ def mimic(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(root: Path, n_buckets: int = 4, block_size: int = 1 << 20) -> EventStream:
+def run(
+    root: Path, n_buckets: int = 4, block_size: int = 1 << 20, lookback: Lookback = NO_LOOKBACK
+) -> EventStream:
+    admissions = root / "hosp/admissions.csv.gz"
     return ingest_events(
         MimicEventsDataset(str(root / "icu/chartevents.csv.gz"), "chartevents", block_size).load(),
         MimicEventsDataset(str(root / "hosp/labevents.csv.gz"), "labevents", block_size).load(),
         MimicTableDataset(str(root / "icu/icustays.csv.gz"), "icustays").load(),
         n_buckets=n_buckets,
+        admissions=(
+            MimicTableDataset(str(admissions), "admissions").load() if admissions.exists() else None
+        ),
+        lookback=lookback,
     )
 
 
@@ -127,6 +136,59 @@ def test_every_drop_counted_exactly(mimic: Path) -> None:
     assert set(table["valuenum"].drop_null().to_pylist()) == {80, 81, 98.6, 110, 0.97}
 
 
+ADMISSIONS_HEADER = (
+    "subject_id,hadm_id,admittime,dischtime,deathtime,admission_type,admit_provider_id,"
+    "admission_location,discharge_location,insurance,language,marital_status,race,edregtime,"
+    "edouttime,hospital_expire_flag"
+)
+ADMISSIONS_ROWS = [
+    "10000001,20000001,2179-12-31 20:00:00,2180-01-04 00:00:00,,EW EMER.,P1,ER,HOME,Other,EN,,W,,,0",
+    "10000001,20000002,2180-01-09 00:00:00,2180-01-13 00:00:00,,EW EMER.,P1,ER,HOME,Other,EN,,W,,,0",
+    "10000002,20000003,2179-12-25 00:00:00,2180-01-05 00:00:00,,EW EMER.,P1,ER,HOME,Other,EN,,W,,,0",
+]
+LOOKBACK_ROWS = [
+    # looked back: weight / height of the stay, minutes (or hours) before intime, in the admission
+    "10000001,20000001,30000010,1,2179-12-31 23:50:00,,226512,80,80,kg,0",
+    "10000001,20000002,30000011,1,2180-01-09 10:00:00,,226707,70,70,Inch,0",
+    "10000002,20000003,30000012,1,2179-12-31 00:00:00,,226531,180,180,lbs,0",  # 24 h: the edge
+    # outside_stay: before the admission (19:00 < admittime 20:00), more than 24 h before
+    # intime, not a slow variable, or claimed by another subject's stay
+    "10000001,20000001,30000010,1,2179-12-31 19:00:00,,226730,170,170,cm,0",
+    "10000002,20000003,30000012,1,2179-12-30 23:59:00,,226512,81,81,kg,0",
+    "10000001,20000001,30000010,1,2179-12-31 23:50:00,,220045,90,90,bpm,0",
+    "10000002,20000003,30000010,1,2179-12-31 23:50:00,,226512,82,82,kg,0",
+    # stay_mismatch: claims stay ...11 but falls in the subject's stay ...10 (before ...11)
+    "10000001,20000002,30000011,1,2180-01-02 00:00:00,,226512,83,83,kg,0",
+]
+
+
+def test_lookback_keeps_slow_variables_charted_before_intime(mimic: Path) -> None:
+    write_gz(mimic / "icu" / "chartevents.csv.gz", [CHART_HEADER, *CHART_ROWS, *LOOKBACK_ROWS])
+    write_gz(mimic / "hosp" / "admissions.csv.gz", [ADMISSIONS_HEADER, *ADMISSIONS_ROWS])
+    off = run(mimic)
+    MemoryEventParts(off).to_table()
+    assert off.stats["sources"]["chart"]["rows_looked_back"] == 0
+    assert off.stats["sources"]["chart"]["dropped"]["outside_stay"] == 2 + 7
+    stream = run(mimic, lookback=Lookback(24))
+    table = MemoryEventParts(stream).to_table().to_pandas()
+    chart = stream.stats["sources"]["chart"]
+    assert chart["rows_looked_back"] == 3
+    assert chart["rows_kept"] == 4 + 3
+    assert chart["dropped"]["outside_stay"] == 2 + 4
+    assert chart["dropped"]["stay_mismatch"] == 1 + 1
+    assert stream.stats["by_variable"]["chart"]["looked_back"] == {"height": 1, "weight": 2}
+    assert stream.stats["lookback"] == {"hours": 24, "variables": ["height", "weight"]}
+    back = table[table["itemid"].isin([226512, 226707, 226531])]
+    assert sorted(zip(back["stay_id"], back["valuenum"], strict=True)) == [
+        (30000010, 80.0), (30000011, 70.0), (30000012, 180.0),
+    ]  # fmt: skip
+    only_weight = run(mimic, lookback=Lookback(24, ("weight",)))
+    MemoryEventParts(only_weight)
+    assert only_weight.stats["by_variable"]["chart"]["looked_back"] == {"weight": 2}
+    with pytest.raises(ValueError, match="lookback_variables"):
+        Lookback(24, ("hieght",))
+
+
 def test_labs_attributed_to_the_stay_by_time(mimic: Path) -> None:
     table = MemoryEventParts(run(mimic)).to_table()
     labs = table.filter(pa.compute.equal(table["source"], "lab")).to_pandas()
@@ -158,19 +220,37 @@ def test_bucket_routing_keeps_a_stay_in_one_bucket(mimic: Path) -> None:
     assert set(seen) == {30000010, 30000011, 30000012}
 
 
-def reference_pass1(root: Path) -> pd.DataFrame:
-    """Pass 1 with plain pandas on whole tables: the non-streamed reference."""
+SLOW_ITEMS = (226730, 226707, 224639, 226512, 226531)  # height and weight, as MIMIC.md lists them
+
+
+def reference_pass1(root: Path, lookback_hours: float = 0) -> pd.DataFrame:
+    """Pass 1 with plain pandas on whole tables: the non-streamed reference.
+
+    With ``lookback_hours``, height and weight rows of a stay charted in
+    ``[max(intime - lookback_hours, admittime), intime)`` are kept too (the random stays of one
+    subject are far enough apart that such a row never falls inside another stay).
+    """
     read = {"keep_default_na": False, "na_values": [""], "dtype": {"value": str}}
     stays = pd.read_csv(root / "icu/icustays.csv.gz", parse_dates=["intime", "outtime"], **read)
     chart = pd.read_csv(root / "icu/chartevents.csv.gz", parse_dates=["charttime"], **read)
     chart = chart[chart["itemid"].isin(list(CHART_ITEMS))]
     chart = chart.dropna(subset=["subject_id", "charttime", "stay_id"])
-    chart = chart.merge(stays[["stay_id", "subject_id", "intime", "outtime"]], on="stay_id")
-    chart = chart[
-        (chart["subject_id_x"] == chart["subject_id_y"])
-        & (chart["intime"] <= chart["charttime"])
-        & (chart["charttime"] <= chart["outtime"])
-    ].assign(source="chart")
+    chart = chart.merge(
+        stays[["stay_id", "subject_id", "hadm_id", "intime", "outtime"]], on="stay_id"
+    )
+    own = chart["subject_id_x"] == chart["subject_id_y"]
+    inside = (chart["intime"] <= chart["charttime"]) & (chart["charttime"] <= chart["outtime"])
+    back = pd.Series(False, index=chart.index)
+    if lookback_hours:
+        admissions = pd.read_csv(root / "hosp/admissions.csv.gz", parse_dates=["admittime"])
+        admit = chart["hadm_id_y"].map(admissions.set_index("hadm_id")["admittime"])
+        start = np.maximum(chart["intime"] - pd.Timedelta(hours=lookback_hours), admit)
+        back = (
+            chart["itemid"].isin(SLOW_ITEMS)
+            & (start <= chart["charttime"])
+            & (chart["charttime"] < chart["intime"])
+        )
+    chart = chart[own & (inside | back)].assign(source="chart")
     lab = pd.read_csv(root / "hosp/labevents.csv.gz", parse_dates=["charttime"], **read)
     lab = lab[lab["itemid"].isin(list(LAB_ITEMS))].dropna(subset=["subject_id", "charttime"])
     lab = lab.merge(stays[["stay_id", "subject_id", "intime", "outtime"]], on="subject_id")
@@ -192,6 +272,11 @@ def random_mimic(root: Path, seed: int, n_rows: int) -> None:
     lines = ["subject_id,hadm_id,stay_id,first_careunit,last_careunit,intime,outtime,los"]
     lines += [f"{a},{b},{c},MICU,MICU,{i},{o},5" for a, b, c, i, o in stays]
     write_gz(root / "icu/icustays.csv.gz", lines)
+    admissions = [ADMISSIONS_HEADER]
+    for a, b, _, i, o in stays:  # admitted 2 to 30 h before intime: the look-back's lower end
+        admit = i - pd.Timedelta(hours=float(rng.uniform(2, 30)))
+        admissions.append(f"{a},{b},{admit:%Y-%m-%d %H:%M:%S},{o},,U,P,ER,HOME,O,EN,,W,,,0")
+    write_gz(root / "hosp/admissions.csv.gz", admissions)
     items = [*CHART_ITEMS, 227969, 224082]
     chart = [CHART_HEADER]
     for _ in range(n_rows):
@@ -211,17 +296,23 @@ def random_mimic(root: Path, seed: int, n_rows: int) -> None:
     write_gz(root / "hosp/labevents.csv.gz", lab)
 
 
-def test_streamed_equals_pandas_reference_with_tiny_blocks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lookback_hours", [0, 12])
+def test_streamed_equals_pandas_reference_with_tiny_blocks(
+    tmp_path: Path, lookback_hours: float
+) -> None:
     random_mimic(tmp_path, seed=3, n_rows=3000)
-    streamed = run(tmp_path, n_buckets=5, block_size=4096)
+    lookback = Lookback(lookback_hours)
+    streamed = run(tmp_path, n_buckets=5, block_size=4096, lookback=lookback)
     chunks = list(streamed)
     assert len(chunks) > 20  # many batches
     got = pa.concat_tables([t for c in chunks for _, t in bucket_slices(c)]).to_pandas()
     got = got.sort_values(list(got.columns[:5])).reset_index(drop=True)
-    expected = reference_pass1(tmp_path)
+    expected = reference_pass1(tmp_path, lookback_hours)
     assert len(got) > 500
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
-    whole = MemoryEventParts(run(tmp_path, n_buckets=5, block_size=1 << 24))
+    looked_back = streamed.stats["sources"]["chart"]["rows_looked_back"]
+    assert (looked_back > 5) == bool(lookback_hours)
+    whole = MemoryEventParts(run(tmp_path, n_buckets=5, block_size=1 << 24, lookback=lookback))
     assert whole.stats["sources"] == streamed.stats["sources"]
 
 

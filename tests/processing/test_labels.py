@@ -25,13 +25,15 @@ H = pd.Timedelta(hours=1)
 def admissions() -> pd.DataFrame:
     table = pd.DataFrame(
         {
-            "hadm_id": [1, 2, 3, 4, 5],
-            "admittime": [T0] * 5,
-            "dischtime": [T0 + 100 * H] * 5,
-            # 1: died inside; 2: alive; 3: death exactly at discharge; 4: death after
-            # discharge (the flag says in-hospital: a disagreement); 5: death before admission
-            "deathtime": [T0 + 50 * H, pd.NaT, T0 + 100 * H, T0 + 101 * H, T0 - H],
-            "hospital_expire_flag": [1, 0, 1, 1, 0],
+            "hadm_id": [1, 2, 3, 4, 5, 6],
+            "admittime": [T0] * 6,
+            "dischtime": [T0 + 100 * H] * 5 + [T0 + 96 * H],
+            # 1: died inside; 2: alive; 3: death exactly at discharge; 4: death an hour after
+            # dischtime on the same day (real MIMIC-IV: dischtime at midnight, deathtime later
+            # that day; the flag says in-hospital); 5: death before admission; 6: alive per the
+            # flag, no deathtime, but patients.dod is the day of discharge (died at home)
+            "deathtime": [T0 + 50 * H, pd.NaT, T0 + 100 * H, T0 + 101 * H, T0 - H, pd.NaT],
+            "hospital_expire_flag": [1, 0, 1, 1, 0, 0],
         }
     )
     for column in ("admittime", "dischtime", "deathtime"):
@@ -39,23 +41,62 @@ def admissions() -> pd.DataFrame:
     return table
 
 
-def test_mortality_from_deathtime(admissions: pd.DataFrame) -> None:
-    stays = pd.DataFrame({"stay_id": [11, 12, 13, 14, 15], "hadm_id": [1, 2, 3, 4, 5]})
-    labels, stats = mortality_labels(stays, admissions)
-    assert labels["stay_id"].tolist() == [11, 12, 13, 14, 15]
-    assert labels["y"].tolist() == [1, 0, 1, 0, 0]
-    assert str(labels["y"].dtype) == "int8"
-    assert stats["ihm_label_disagreements"] == 1
-    assert stats["deathtime_outside_admission"] == 2
-    assert stats["ihm_positive"] == 2
+@pytest.fixture
+def stays() -> pd.DataFrame:
+    # stays listed out of hadm order, so a label looked up by row position would be wrong
+    return pd.DataFrame(
+        {
+            "stay_id": [16, 11, 12, 13, 14, 15],
+            "hadm_id": [6, 1, 2, 3, 4, 5],
+            "subject_id": [106, 101, 102, 103, 104, 105],
+        }
+    )
 
 
-def test_mortality_from_flag(admissions: pd.DataFrame) -> None:
-    stays = pd.DataFrame({"stay_id": [14], "hadm_id": [4]})
-    labels, _ = mortality_labels(stays, admissions, source="hospital_expire_flag")
-    assert labels["y"].tolist() == [1]
-    with pytest.raises(LabelError, match=r"ihm\.label_source"):
+@pytest.fixture
+def patients() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "subject_id": [101, 102, 103, 104, 105, 106],
+            "dod": pd.to_datetime(
+                ["2150-01-03", None, "2150-01-05", "2150-01-05", "2149-12-31", "2150-01-05"]
+            ),
+        }
+    )
+
+
+def test_mortality_rules_and_their_disagreements(
+    admissions: pd.DataFrame, stays: pd.DataFrame, patients: pd.DataFrame
+) -> None:
+    expected = {  # stay order: 16, 11, 12, 13, 14, 15
+        "hospital_expire_flag": [0, 1, 0, 1, 1, 0],
+        "death_date": [1, 1, 0, 1, 1, 0],  # 16: dod on the discharge date
+        "deathtime": [0, 1, 0, 1, 0, 0],  # 14: deathtime after dischtime, same day
+    }
+    for source, y in expected.items():
+        labels, stats = mortality_labels(stays, admissions, source=source, patients=patients)  # type: ignore[arg-type]
+        assert labels["stay_id"].tolist() == [16, 11, 12, 13, 14, 15]
+        assert labels["y"].tolist() == y
+        assert str(labels["y"].dtype) == "int8"
+        assert stats["ihm_label_source"] == source
+        assert stats["ihm_positive"] == sum(y)
+        rules = stats["ihm_label_rules"]
+        for other, other_y in expected.items():
+            differ = [s for s, a, b in zip(stays["stay_id"], y, other_y, strict=True) if a != b]
+            assert rules[other]["positive"] == sum(other_y)
+            assert rules[other]["disagreements"] == len(differ)
+            assert rules[other]["disagreement_stays"] == differ
+
+
+def test_default_rule_is_the_flag(admissions: pd.DataFrame, stays: pd.DataFrame) -> None:
+    labels, stats = mortality_labels(stays, admissions)  # no patients: death_date reads deathtime
+    assert labels["y"].tolist() == [0, 1, 0, 1, 1, 0]
+    assert stats["ihm_label_rules"]["death_date"]["disagreement_stays"] == []
+    assert stats["ihm_label_rules"]["deathtime"]["disagreement_stays"] == [14]
+    with pytest.raises(LabelError, match=r"ihm\.task\.label_source"):
         mortality_labels(stays, admissions, source="dod")  # type: ignore[arg-type]
+    with pytest.raises(LabelError, match="hospital_expire_flag"):
+        mortality_labels(stays, admissions.drop(columns="hospital_expire_flag"))
 
 
 def test_mortality_without_admission_row_raises(admissions: pd.DataFrame) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from mindkd.io.array_store import ArrayStoreDataset
 from mindkd.mimic.variables import CHANNEL, NUM_VARIABLES, VARIABLES
+from mindkd.processing.ingest import Lookback
 from mindkd.processing.timeseries import TimeSeriesError, build_hourly_store
 
 T0 = pd.Timestamp("2150-01-01 00:00:00")
@@ -78,6 +79,40 @@ def test_hand_computed_example() -> None:
     assert (meta["events_in"], meta["events_used"]) == (7, 5)
     assert (meta["events_before_intime"], meta["events_after_window"]) == (1, 1)
     assert meta["cells_observed"] == 4
+
+
+WEIGHT, HEIGHT = CHANNEL["weight"], CHANNEL["height"]
+
+
+def test_lookback_values_are_observed_in_hour_0() -> None:
+    rows = [
+        (1, _at(-3), WEIGHT, 70.0),  # 3 h before intime: looked back
+        (1, _at(0, -5), WEIGHT, 72.0),  # 5 min before: the later of the two wins hour 0
+        (1, _at(-30), HEIGHT, 150.0),  # 30 h before: outside a 24 h look-back, not used
+        (1, _at(-1), HR, 77.0),  # not a slow variable: not used
+        (2, _at(0, -10), WEIGHT, 90.0),  # looked back ...
+        (2, _at(0, 20), WEIGHT, 91.0),  # ... but a value charted in hour 0 itself wins
+        (2, _at(2), HEIGHT, 180.0),
+    ]
+    store = build_hourly_store(
+        _events(rows), _stays({1: 10, 2: 10}), hours=3, lookback=Lookback(24)
+    )
+    values = np.asarray(store.arrays["values"])
+    np.testing.assert_array_equal(values[0][:, [WEIGHT, C + WEIGHT]], [[72, 1], [72, 0], [72, 0]])
+    np.testing.assert_array_equal(values[0][:, [HEIGHT, C + HEIGHT]], [[170, 0]] * 3)
+    np.testing.assert_array_equal(values[0][:, [HR, C + HR]], [[86, 0]] * 3)
+    np.testing.assert_array_equal(values[1][:, [WEIGHT, C + WEIGHT]], [[91, 1], [91, 0], [91, 0]])
+    np.testing.assert_array_equal(
+        values[1][:, [HEIGHT, C + HEIGHT]], [[170, 0], [170, 0], [180, 1]]
+    )
+    meta = store.metadata
+    assert meta["events_looked_back"] == 3
+    assert meta["events_before_intime"] == 2
+    assert meta["lookback"] == {"hours": 24, "variables": ["height", "weight"]}
+    off = build_hourly_store(_events(rows), _stays({1: 10, 2: 10}), hours=3)
+    assert off.metadata["events_looked_back"] == 0
+    assert off.metadata["events_before_intime"] == 5
+    assert np.asarray(off.arrays["values"])[0, 0, C + WEIGHT] == 0
 
 
 def test_same_second_tie_takes_the_largest_value() -> None:

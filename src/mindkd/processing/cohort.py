@@ -263,7 +263,8 @@ def ihm_cohort(
     subject_splits: pd.DataFrame,
     *,
     hours: float = IHM_HOURS,
-    label_source: MortalitySource = "deathtime",
+    label_source: MortalitySource = "hospital_expire_flag",
+    patients: pd.DataFrame | None = None,
     flow: CohortFlow | None = None,
 ) -> pd.DataFrame:
     """The in-hospital mortality cohort with label ``y``.
@@ -276,6 +277,7 @@ def ihm_cohort(
         subject_splits: ``subject_id, split`` (``assign_splits``).
         hours: the observation window (48).
         label_source: see ``mortality_labels``.
+        patients: ``hosp/patients`` (``dod``) for the ``death_date`` rule.
         flow: the cohort flow to extend (pass a ``copy()`` of the shared one).
     """
     _require(stays, ["stay_id", "intime", "outtime"], "stays")
@@ -291,7 +293,7 @@ def ihm_cohort(
     stays = _keep(
         stays, with_events, flow, "ihm_events_in_window", f"no event in the first {hours:g} h"
     )
-    labels, stats = mortality_labels(stays, admissions, source=label_source)
+    labels, stats = mortality_labels(stays, admissions, source=label_source, patients=patients)
     if flow is not None:
         flow.counts.update(stats)
     return _finish(stays, labels, subject_splits)

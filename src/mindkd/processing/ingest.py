@@ -9,7 +9,9 @@ arrow batches with the ``stream_columns`` of ``mindkd.mimic.schemas``) and, vect
    with a sorted stays table and ``np.searchsorted``: a lab row gets the stay it falls in, or is
    dropped as ``outside_stay``; a chart row is kept when its own ``stay_id`` contains it, else it
    is dropped as ``stay_mismatch`` (it falls in another stay of the subject) or ``outside_stay``
-   (in none);
+   (in none) — except a slow variable (height, weight: ``Lookback``) charted for its own stay
+   in the look-back window before ``intime`` and in the same admission (not before
+   ``admittime``), which is kept and counted as ``looked_back``;
 4. routes kept rows into buckets by ``stay_id % n_buckets``, so a stay lives in exactly one
    bucket and pass 2 (``mindkd.processing.events``) can work bucket by bucket: each input batch
    becomes one chunk, its rows grouped by a ``bucket`` column.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from mindkd.mimic.variables import CHART_ITEMS, LAB_ITEMS, VARIABLE_NAMES, UnitRule
+from mindkd.mimic.variables import (
+    CHANNEL,
+    CHART_ITEMS,
+    LAB_ITEMS,
+    SLOW_VARIABLES,
+    VARIABLE_NAMES,
+    UnitRule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,44 @@ INGEST_REASONS: tuple[str, ...] = (
     "stay_mismatch",
 )
 _KEEP = len(INGEST_REASONS)
+_LOOKED_BACK = _KEEP + 1  # kept: a slow variable charted in the look-back window before intime
+
+
+@dataclass(frozen=True)
+class Lookback:
+    """Values of slow variables charted up to ``hours`` before ``intime`` belong to the stay.
+
+    Height and weight are often charted minutes before ``intime`` (on the real MIMIC-IV demo, 138
+    of 142 height rows): as a clinician carries them forward, a row of one of ``variables`` with
+    the stay's own ``stay_id``, in ``[max(intime - hours, admittime), intime)``, is kept by pass
+    1 and read as observed in hour 0 by the hourly tensors. ``hours = 0`` turns it off.
+    """
+
+    hours: float = 24.0
+    variables: tuple[str, ...] = SLOW_VARIABLES
+
+    def __post_init__(self) -> None:
+        if self.hours < 0:
+            raise ValueError(f"ehr.lookback_hours must be >= 0, got {self.hours}")
+        unknown = sorted(set(self.variables) - set(VARIABLE_NAMES))
+        if unknown:
+            raise ValueError(
+                f"ehr.lookback_variables: unknown variable(s) {unknown}; known: {VARIABLE_NAMES}"
+            )
+
+    @property
+    def seconds(self) -> int:
+        return round(self.hours * 3600)
+
+    @property
+    def channels(self) -> np.ndarray:
+        """Channel indices of ``variables`` (empty when the look-back is off)."""
+        if not self.seconds:
+            return np.zeros(0, dtype=np.int64)
+        return np.array(sorted(CHANNEL[v] for v in self.variables), dtype=np.int64)
+
+
+NO_LOOKBACK = Lookback(hours=0.0)
 
 
 #: A chunk of a stream: one bucket's rows, or rows of many buckets with a ``bucket`` column
@@ -124,17 +172,34 @@ def _times_to_seconds(values: pd.Series) -> np.ndarray:
 
 
 class StayIndex:
-    """ICU stays sorted by (subject, intime), for vectorised attribution of events to stays."""
+    """ICU stays sorted by (subject, intime), for vectorised attribution of events to stays.
 
-    def __init__(self, icustays: pd.DataFrame) -> None:
+    With ``admissions`` (``hadm_id, admittime``) and a ``lookback``, each stay also knows the
+    start of its look-back window, ``max(intime - lookback.hours, admittime)``.
+    """
+
+    def __init__(
+        self,
+        icustays: pd.DataFrame,
+        admissions: pd.DataFrame | None = None,
+        lookback: Lookback = NO_LOOKBACK,
+    ) -> None:
         needed = ["subject_id", "stay_id", "intime", "outtime"]
-        frame = icustays[needed]
-        valid = frame.notna().all(axis=1).to_numpy()
+        frame = icustays[needed + (["hadm_id"] if admissions is not None else [])]
+        valid = frame[needed].notna().all(axis=1).to_numpy()
         frame = frame[valid]
         subject = frame["subject_id"].to_numpy(dtype=np.int64)
         stay = frame["stay_id"].to_numpy(dtype=np.int64)
         intime = _times_to_seconds(frame["intime"])
         outtime = _times_to_seconds(frame["outtime"])
+        lookback_from = intime - lookback.seconds
+        if admissions is not None and lookback.seconds:
+            admit = frame["hadm_id"].map(
+                admissions.drop_duplicates("hadm_id").set_index("hadm_id")["admittime"]
+            )
+            known = admit.notna().to_numpy()
+            admit_s = np.where(known, _times_to_seconds(admit.fillna(frame["intime"])), 0)
+            lookback_from = np.where(known, np.maximum(lookback_from, admit_s), lookback_from)
         ordered = outtime >= intime
         self.n_invalid = int((~valid).sum() + (~ordered).sum())
         order = np.lexsort((intime[ordered], subject[ordered]))
@@ -142,6 +207,7 @@ class StayIndex:
         self.stay_id = stay[ordered][order]
         self.intime = intime[ordered][order]
         self.outtime = outtime[ordered][order]
+        self.lookback_from = np.minimum(lookback_from[ordered][order], self.intime)
         self._subjects = np.unique(self.subject)
         rank = np.searchsorted(self._subjects, self.subject)
         self._t0 = int(self.intime.min()) if len(self.intime) else 0
@@ -177,13 +243,30 @@ class StayIndex:
         inside = self._within(pos, found & (pos >= 0), subject, t)
         return np.where(inside, pos, -1)
 
+    def _own(self, stay_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position of each ``stay_id`` in this index, and whether it exists."""
+        at = np.minimum(_search_runs(self._stays_sorted, stay_id), len(self) - 1)
+        return self._by_stay[at], self._stays_sorted[at] == stay_id
+
     def contains(self, stay_id: np.ndarray, subject: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Whether stay ``stay_id`` exists, belongs to ``subject`` and holds time ``t``."""
         if not len(self):
             return np.zeros(len(stay_id), dtype=bool)
-        at = np.minimum(_search_runs(self._stays_sorted, stay_id), len(self) - 1)
-        found = self._stays_sorted[at] == stay_id
-        return self._within(self._by_stay[at], found, subject, t)
+        pos, found = self._own(stay_id)
+        return self._within(pos, found, subject, t)
+
+    def in_lookback(self, stay_id: np.ndarray, subject: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether ``t`` lies in the look-back window ``[lookback_from, intime)`` of its own stay."""
+        if not len(self):
+            return np.zeros(len(stay_id), dtype=bool)
+        pos, found = self._own(stay_id)
+        pos = np.where(found, pos, 0)
+        return (
+            found
+            & (self.subject[pos] == subject)
+            & (self.lookback_from[pos] <= t)
+            & (t < self.intime[pos])
+        )
 
 
 def _search_runs(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -218,10 +301,12 @@ class _Counts:
         self.rows_read = dict.fromkeys(SOURCES, 0)
         self.other_items = dict.fromkeys(SOURCES, 0)
         self.missing_itemid = dict.fromkeys(SOURCES, 0)
-        self.by_reason = {s: np.zeros((_KEEP + 1, n_vars), dtype=np.int64) for s in SOURCES}
+        self.by_reason = {s: np.zeros((_LOOKED_BACK + 1, n_vars), dtype=np.int64) for s in SOURCES}
         self.per_bucket: np.ndarray | None = None
 
-    def as_stats(self, stays: StayIndex, n_buckets: int, complete: bool) -> dict[str, Any]:
+    def as_stats(
+        self, stays: StayIndex, n_buckets: int, complete: bool, lookback: Lookback
+    ) -> dict[str, Any]:
         sources: dict[str, Any] = {}
         by_variable: dict[str, Any] = {}
         for s in SOURCES:
@@ -232,26 +317,28 @@ class _Counts:
                 "rows_read": self.rows_read[s],
                 "rows_other_items": self.other_items[s],
                 "rows_variable_items": int(grid.sum()),
-                "rows_kept": int(grid[_KEEP].sum()),
+                "rows_kept": int(grid[_KEEP:].sum()),
+                "rows_looked_back": int(grid[_LOOKED_BACK].sum()),
                 "dropped": dropped,
             }
-            by_variable[s] = {
-                r: {VARIABLE_NAMES[v]: int(n) for v, n in enumerate(grid[i]) if n}
-                for i, r in enumerate(INGEST_REASONS)
-            }
-            by_variable[s]["kept"] = {
-                VARIABLE_NAMES[v]: int(n) for v, n in enumerate(grid[_KEEP]) if n
-            }
+            by_variable[s] = {r: _named(grid[i]) for i, r in enumerate(INGEST_REASONS)}
+            by_variable[s]["kept"] = _named(grid[_KEEP:].sum(axis=0))
+            by_variable[s]["looked_back"] = _named(grid[_LOOKED_BACK])
         per_bucket = self.per_bucket if self.per_bucket is not None else np.zeros(n_buckets)
         return {
             "stage": "ingest",
             "complete": complete,
             "n_buckets": n_buckets,
+            "lookback": {"hours": lookback.hours, "variables": list(lookback.variables)},
             "icustays": {"rows_used": len(stays), "rows_invalid": stays.n_invalid},
             "sources": sources,
             "by_variable": by_variable,
             "rows_per_bucket": [int(n) for n in per_bucket],
         }
+
+
+def _named(row: np.ndarray) -> dict[str, int]:
+    return {VARIABLE_NAMES[v]: int(n) for v, n in enumerate(row) if n}
 
 
 class _ItemTable:
@@ -268,9 +355,16 @@ _OUTPUT_COLUMNS = ("charttime", "itemid", "value", "valuenum", "valueuom")
 
 
 def _attribute(
-    batch: pa.RecordBatch, rows: pa.Array, source: str, stays: StayIndex
+    batch: pa.RecordBatch,
+    rows: pa.Array,
+    source: str,
+    stays: StayIndex,
+    slow: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reason code (``_KEEP`` when kept) and stay id of each selected row of ``batch``."""
+    """Reason code (``_KEEP`` / ``_LOOKED_BACK`` when kept) and stay id of each selected row.
+
+    ``slow`` marks the rows of look-back variables.
+    """
     subject, subject_ok = _to_numpy(batch.column("subject_id").take(rows))
     t, t_ok = _to_numpy(batch.column("charttime").take(rows))
     code = np.full(len(rows), _KEEP, dtype=np.int64)
@@ -283,7 +377,12 @@ def _attribute(
         # not in its own stay: in another stay of the subject (mismatch) or in none (outside)
         elsewhere = stays.attribute(subject[undecided], t[undecided]) >= 0
         code[undecided[elsewhere]] = INGEST_REASONS.index("stay_mismatch")
-        code[undecided[~elsewhere]] = INGEST_REASONS.index("outside_stay")
+        outside = undecided[~elsewhere]
+        code[outside] = INGEST_REASONS.index("outside_stay")
+        candidates = outside[slow[outside]]
+        if len(candidates):
+            before = stays.in_lookback(stay[candidates], subject[candidates], t[candidates])
+            code[candidates[before]] = _LOOKED_BACK
         return code, stay
     attributed = stays.attribute(subject, t)
     code[(code == _KEEP) & (attributed < 0)] = INGEST_REASONS.index("outside_stay")
@@ -299,6 +398,8 @@ def _route_batch(
     stays: StayIndex,
     n_buckets: int,
     counts: _Counts,
+    *,
+    slow_channels: np.ndarray,
 ) -> pa.Table | None:
     """Filter, check and attribute one batch; its kept rows grouped by bucket, or None."""
     items = _ITEMS[source]
@@ -310,10 +411,10 @@ def _route_batch(
     if not len(rows):
         return None
     channel = items.channel[pc.index_in(itemid.take(rows), value_set=items.value_set).to_numpy()]
-    code, stay = _attribute(batch, rows, source, stays)
+    code, stay = _attribute(batch, rows, source, stays, np.isin(channel, slow_channels))
     grid = counts.by_reason[source]
     grid += np.bincount(code * grid.shape[1] + channel, minlength=grid.size).reshape(grid.shape)
-    kept = np.flatnonzero(code == _KEEP)
+    kept = np.flatnonzero(code >= _KEEP)
     if not len(kept):
         return None
     bucket = stay[kept] % n_buckets
@@ -351,6 +452,9 @@ def ingest_events(
     icustays: pd.DataFrame,
     n_buckets: int = DEFAULT_BUCKETS,
     bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+    *,
+    admissions: pd.DataFrame | None = None,
+    lookback: Lookback = NO_LOOKBACK,
 ) -> EventStream:
     """Stream both event tables into a lazy ``EventStream`` of ``RAW_EVENT_SCHEMA`` rows by bucket.
 
@@ -365,23 +469,28 @@ def ingest_events(
             input (at most ``MAX_BUCKETS``): buckets, and pass 2's memory, stay the same size
             whatever the input (real MIMIC-IV: ~600 buckets of ~0.1 M rows). None: exactly
             ``n_buckets``.
+        admissions: ``hadm_id, admittime``: the look-back never reaches before the admission.
+        lookback: which slow variables charted before ``intime`` are kept (``Lookback``).
 
     Stats (``stream.stats``, final once consumed): ``sources.<chart|lab>`` has ``rows_read``,
     ``rows_other_items`` (items of no variable, skipped), ``rows_variable_items``, ``rows_kept`` and
-    ``dropped.<reason>`` for ``missing_itemid`` and each of ``INGEST_REASONS``;
-    ``by_variable.<source>.<reason|kept>.<variable>`` splits them by variable; ``rows_per_bucket``;
+    ``rows_looked_back`` (kept by the look-back, also in ``rows_kept``), ``dropped.<reason>`` for
+    ``missing_itemid`` and each of ``INGEST_REASONS``;
+    ``by_variable.<source>.<reason|kept|looked_back>.<variable>`` splits them by variable;
+    ``lookback``; ``rows_per_bucket``;
     ``icustays.rows_used`` / ``rows_invalid`` (stays missing ids or times, or ending before they
     start).
     """
     n_buckets = resolve_n_buckets((chartevents, labevents), n_buckets, bucket_bytes)
-    stays = StayIndex(icustays)
+    stays = StayIndex(icustays, admissions, lookback)
+    slow_channels = lookback.channels
     counts = _Counts()
     counts.per_bucket = np.zeros(n_buckets, dtype=np.int64)
-    stats: dict[str, Any] = counts.as_stats(stays, n_buckets, complete=False)
+    stats: dict[str, Any] = counts.as_stats(stays, n_buckets, False, lookback)
 
     def refresh(complete: bool = False) -> None:
         stats.clear()
-        stats.update(counts.as_stats(stays, n_buckets, complete))
+        stats.update(counts.as_stats(stays, n_buckets, complete, lookback))
 
     def chunks() -> Iterator[Chunk]:
         sources: tuple[tuple[str, Iterable[Any]], ...] = (
@@ -390,7 +499,9 @@ def ingest_events(
         )
         for source, events in sources:
             for i, batch in enumerate(_progress(events, f"ingest {source}events"), start=1):
-                routed = _route_batch(_as_batch(batch), source, stays, n_buckets, counts)
+                routed = _route_batch(
+                    _as_batch(batch), source, stays, n_buckets, counts, slow_channels=slow_channels
+                )
                 refresh()
                 if routed is not None:
                     yield routed
@@ -430,10 +541,12 @@ def _empty_batch(table: pa.Table) -> pa.RecordBatch:
 def _log_summary(stats: Mapping[str, Any]) -> None:
     for source, s in stats["sources"].items():
         logger.info(
-            "Ingested %sevents: %s rows read, %s of the variables' items, %s kept; dropped %s",
+            "Ingested %sevents: %s rows read, %s of the variables' items, %s kept (%s by the "
+            "look-back before intime); dropped %s",
             source,
             s["rows_read"],
             s["rows_variable_items"],
             s["rows_kept"],
+            s["rows_looked_back"],
             {k: v for k, v in s["dropped"].items() if v},
         )

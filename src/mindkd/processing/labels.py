@@ -1,11 +1,19 @@
 """Task labels of cohort stays: in-hospital mortality and the 25 phenotypes.
 
-In-hospital mortality (``y``): 1 when the patient died during the stay's hospital admission,
-read from ``admissions.deathtime`` lying in ``[admittime, dischtime]`` (both ends inclusive). The
-redundant ``hospital_expire_flag`` is compared, never silently preferred: stays where the two
-disagree are counted (``ihm_label_disagreements``) and logged, and ``source="hospital_expire_flag"``
-switches the label to the flag. (MIMIC-IV has a few deaths charted minutes after ``dischtime``;
-they are where the two usually disagree.)
+In-hospital mortality (``y``): 1 when the patient died during the stay's hospital admission. Three
+rules read it from MIMIC-IV; ``source`` (parameter ``ihm.task.label_source``) picks the label and
+the other two are computed beside it, so every stay where they disagree is counted and listed in the
+cohort report (``ihm_label_rules``), never silently chosen:
+
+- ``hospital_expire_flag`` (default): ``admissions.hospital_expire_flag == 1``, the hospital's own
+  record of an in-hospital death;
+- ``death_date``: the death's date (``deathtime``, else ``patients.dod``) lies within the
+  admission's dates, ``[date(admittime), date(dischtime)]``, as mimic3-benchmarks compares;
+- ``deathtime``: ``deathtime`` within ``[admittime, dischtime]`` to the second. On real MIMIC-IV
+  it misses deaths: ``dischtime`` of an in-hospital death is often midnight of the day of death
+  and ``deathtime`` later that day (4 of the 9 deaths of the real demo's ihm cohort).
+
+On the real MIMIC-IV demo the flag and ``death_date`` agree on all 275 admissions.
 
 Phenotypes: every diagnosis of the admission (``diagnoses_icd``, ICD-9 and ICD-10) is mapped once
 per unique code through ``mindkd.mimic.phenotypes`` and an admission carries a phenotype when any
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,7 +39,10 @@ from mindkd.processing.checks import require_columns
 
 logger = logging.getLogger(__name__)
 
-MortalitySource = Literal["deathtime", "hospital_expire_flag"]
+MortalitySource = Literal["hospital_expire_flag", "death_date", "deathtime"]
+MORTALITY_SOURCES: tuple[str, ...] = get_args(MortalitySource)
+#: How many stay ids of each disagreement the cohort report lists.
+DISAGREEMENT_EXAMPLES = 20
 
 
 class LabelError(ValueError):
@@ -42,32 +53,60 @@ def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     require_columns(table, columns, name, LabelError)
 
 
+def _death_rules(merged: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each rule's label (bool per row) for stays merged with admissions (and ``dod``)."""
+    admit, disch, death = merged["admittime"], merged["dischtime"], merged["deathtime"]
+    rules = {
+        "hospital_expire_flag": (
+            pd.to_numeric(merged["hospital_expire_flag"], errors="coerce").fillna(0).eq(1)
+        ),
+        "deathtime": death.notna() & (death >= admit) & (death <= disch),
+    }
+    death_day = death.dt.normalize().fillna(merged["dod"].dt.normalize())
+    rules["death_date"] = (
+        death_day.notna()
+        & (death_day >= admit.dt.normalize())
+        & (death_day <= disch.dt.normalize())
+    )
+    return {name: rules[name].to_numpy(dtype=bool) for name in MORTALITY_SOURCES}
+
+
+def _with_dod(stays: pd.DataFrame, patients: pd.DataFrame | None) -> pd.Series:
+    """``patients.dod`` per stay (NaT without a date or without ``patients``)."""
+    if patients is None:
+        return pd.Series(pd.NaT, index=stays.index, dtype="datetime64[s]")
+    _require(patients, ["subject_id", "dod"], "patients")
+    dod = pd.to_datetime(patients.drop_duplicates("subject_id").set_index("subject_id")["dod"])
+    return stays["subject_id"].map(dod)
+
+
 def mortality_labels(
     stays: pd.DataFrame,
     admissions: pd.DataFrame,
-    source: MortalitySource = "deathtime",
+    source: MortalitySource = "hospital_expire_flag",
+    patients: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``stay_id, y`` (int8) for ``stays`` (``stay_id, hadm_id``), and counts.
+    """``stay_id, y`` (int8) for ``stays`` (``stay_id, hadm_id``, ``subject_id`` with ``patients``).
 
     Args:
         stays: the cohort stays.
-        admissions: MIMIC-IV ``hosp/admissions`` (hadm_id, admittime, dischtime, deathtime and,
-            when present, hospital_expire_flag).
-        source: ``deathtime`` (default: death in [admittime, dischtime]) or
-            ``hospital_expire_flag`` (parameter ``ihm.label_source``).
+        admissions: MIMIC-IV ``hosp/admissions`` (hadm_id, admittime, dischtime, deathtime,
+            hospital_expire_flag).
+        source: the rule that gives the label (see the module docstring).
+        patients: MIMIC-IV ``hosp/patients`` (``dod``) for ``death_date``; without it that
+            rule reads ``deathtime`` only.
+
+    Stats: ``ihm_label_source``, ``ihm_positive`` / ``ihm_negative``, and ``ihm_label_rules``:
+    per rule its positives, the stays where it disagrees with ``source`` and up to
+    ``DISAGREEMENT_EXAMPLES`` of their stay ids.
     """
-    if source not in ("deathtime", "hospital_expire_flag"):
+    if source not in MORTALITY_SOURCES:
         raise LabelError(
-            f"ihm.label_source must be 'deathtime' or 'hospital_expire_flag', got {source!r}"
+            f"ihm.task.label_source must be one of {list(MORTALITY_SOURCES)}, got {source!r}"
         )
     _require(stays, ["stay_id", "hadm_id"], "stays")
-    _require(admissions, ["hadm_id", "admittime", "dischtime", "deathtime"], "admissions")
-    has_flag = "hospital_expire_flag" in admissions.columns
-    if source == "hospital_expire_flag" and not has_flag:
-        raise LabelError("admissions lacks column 'hospital_expire_flag' (ihm.label_source)")
-    wanted = ["hadm_id", "admittime", "dischtime", "deathtime"] + (
-        ["hospital_expire_flag"] if has_flag else []
-    )
+    wanted = ["hadm_id", "admittime", "dischtime", "deathtime", "hospital_expire_flag"]
+    _require(admissions, wanted, "admissions")
     admissions = admissions[admissions["hadm_id"].isin(stays["hadm_id"])][wanted]
     if admissions["hadm_id"].duplicated().any():
         raise LabelError("admissions has duplicate hadm_id rows")
@@ -78,33 +117,39 @@ def mortality_labels(
         raise LabelError(
             f"{int(lacking.sum())} cohort stay(s) have no admissions row (hadm_id e.g. {examples})"
         )
-    died = (
-        merged["deathtime"].notna()
-        & (merged["deathtime"] >= merged["admittime"])
-        & (merged["deathtime"] <= merged["dischtime"])
-    ).to_numpy()
-    stats: dict[str, Any] = {
-        "ihm_label_source": source,
-        "deathtime_outside_admission": int((merged["deathtime"].notna().to_numpy() & ~died).sum()),
-    }
-    if has_flag:
-        flag = (merged["hospital_expire_flag"].fillna(0).astype(np.int64) == 1).to_numpy()
-        disagree = died != flag
-        stats["ihm_label_disagreements"] = int(disagree.sum())
+    if patients is not None:
+        _require(stays, ["subject_id"], "stays")
+    merged["dod"] = _with_dod(stays, patients).to_numpy()
+    for column in ("admittime", "dischtime", "deathtime", "dod"):
+        merged[column] = pd.to_datetime(merged[column])
+    rules = _death_rules(merged)
+    label = rules[source]
+    stay_ids = merged["stay_id"].to_numpy()
+    report: dict[str, Any] = {}
+    for name, died in rules.items():
+        disagree = died != label
+        report[name] = {
+            "positive": int(died.sum()),
+            "disagreements": int(disagree.sum()),
+            "disagreement_stays": stay_ids[disagree][:DISAGREEMENT_EXAMPLES].tolist(),
+        }
         if disagree.any():
             logger.warning(
-                "%d stay(s): death in [admittime, dischtime] disagrees with hospital_expire_flag "
-                "(e.g. stay_id %s); label from %s",
+                "ihm labels: rule %s disagrees with %s on %d stay(s) (e.g. stay_id %s); label "
+                "from %s",
+                name,
+                source,
                 int(disagree.sum()),
-                merged.loc[disagree, "stay_id"].head(5).tolist(),
+                stay_ids[disagree][:5].tolist(),
                 source,
             )
-        label = flag if source == "hospital_expire_flag" else died
-    else:
-        label = died
-    labels = pd.DataFrame({"stay_id": merged["stay_id"].to_numpy(), "y": label.astype(np.int8)})
-    stats["ihm_positive"] = int(label.sum())
-    stats["ihm_negative"] = len(label) - int(label.sum())
+    labels = pd.DataFrame({"stay_id": stay_ids, "y": label.astype(np.int8)})
+    stats: dict[str, Any] = {
+        "ihm_label_source": source,
+        "ihm_positive": int(label.sum()),
+        "ihm_negative": len(label) - int(label.sum()),
+        "ihm_label_rules": report,
+    }
     return labels, stats
 
 

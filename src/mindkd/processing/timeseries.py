@@ -3,7 +3,9 @@
 Rules (../shared/MIMIC.md, "Time series"), for each stay:
 
 - hour ``h`` covers ``[intime + h, intime + h + 1)``; events before ``intime`` or at/after the end
-  of the stay's input window are not used (counted);
+  of the stay's input window are not used (counted) — except slow variables (height, weight)
+  charted in the look-back window before ``intime`` (``Lookback``, kept by ingestion): they are
+  observed in hour 0, before any value charted in hour 0 itself (counted as ``events_looked_back``);
 - within an hour and channel the last value wins: the latest ``charttime``; values charted at the
   same second resolve to the largest (a fixed, documented tie-break, matching the cleaned events'
   ``stay_id, charttime, channel, value`` order);
@@ -42,6 +44,7 @@ from tqdm.auto import tqdm
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.mimic.variables import NUM_VARIABLES, VARIABLE_NAMES, VARIABLES
+from mindkd.processing.ingest import NO_LOOKBACK, Lookback
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +180,12 @@ class _Cells:
     value: np.ndarray
 
 
-def bucket_cells(table: EventTable, stays: _StayTable, counts: dict[str, int]) -> _Cells:
+def bucket_cells(
+    table: EventTable,
+    stays: _StayTable,
+    counts: dict[str, int],
+    lookback: Lookback = NO_LOOKBACK,
+) -> _Cells:
     """The last value of each (row, hour, channel) cell of one bucket; updates ``counts``."""
     stay, seconds, channel, value = event_arrays(table)
     counts["events_in"] += len(stay)
@@ -191,7 +199,16 @@ def bucket_cells(table: EventTable, stays: _StayTable, counts: dict[str, int]) -
             f"got {np.unique(channel[bad_channel])[:10].tolist()}"
         )
     row, seconds, channel, value = row[known], seconds[known], channel[known], value[known]
-    hour = np.floor_divide(seconds - stays.intime[row], SECONDS_PER_HOUR)
+    since_intime = seconds - stays.intime[row]
+    hour = np.floor_divide(since_intime, SECONDS_PER_HOUR)
+    early = (
+        (hour < 0)
+        & np.isin(channel, lookback.channels)
+        & (since_intime >= -lookback.seconds)
+        & ~np.isnan(value)
+    )
+    hour[early] = 0  # observed in hour 0, ordered before the hour's own values (offset < 0)
+    counts["events_looked_back"] += int(early.sum())
     before = hour < 0
     after = hour >= stays.length[row]
     missing = np.isnan(value)
@@ -209,8 +226,10 @@ def bucket_cells(table: EventTable, stays: _StayTable, counts: dict[str, int]) -
     counts["events_used"] += len(row)
     window = int(stays.length.max()) if len(stays.length) else 1
     cell = (row * window + hour) * NUM_VARIABLES + channel  # unique per (row, hour, channel)
-    offset = seconds - stays.intime[row] - hour * SECONDS_PER_HOUR  # in [0, 3600)
-    key = cell * SECONDS_PER_HOUR + offset  # sorts by cell, then time within the hour
+    # seconds into the cell's hour: [0, 3600), or [-lookback, 0) for looked-back values of hour 0
+    span = SECONDS_PER_HOUR + lookback.seconds
+    offset = seconds - stays.intime[row] - hour * SECONDS_PER_HOUR + lookback.seconds
+    key = cell * span + offset  # sorts by cell, then time within the hour
     if not len(key):
         return _Cells(row, hour, channel, value)
     order = np.argsort(key)
@@ -218,7 +237,7 @@ def bucket_cells(table: EventTable, stays: _StayTable, counts: dict[str, int]) -
     # runs of one cell at one second: the largest value of the run (order-free, no stable sort)
     run_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     run_value = np.maximum.reduceat(value, run_start)
-    run_cell = key[run_start] // SECONDS_PER_HOUR
+    run_cell = key[run_start] // span
     last_run = np.r_[run_cell[1:] != run_cell[:-1], True]
     pick = order[run_start[last_run]]  # an event of the latest second of each cell
     counts["cells_observed"] += len(pick)
@@ -307,6 +326,7 @@ def build_hourly_store(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scratch_dir: str | None = None,
     progress: bool | None = None,
+    lookback: Lookback = NO_LOOKBACK,
 ) -> ArrayStore:
     """Hourly values + masks of ``stays`` (row order = ``stays`` order) from cleaned events.
 
@@ -320,6 +340,8 @@ def build_hourly_store(
         chunk_rows: stays densified at a time (bounds memory per bucket).
         scratch_dir: folder of the scratch memmap (default: the system temp folder).
         progress: tqdm bar over buckets (None: only on a terminal).
+        lookback: slow variables charted this long before ``intime`` are observed in hour 0
+            (the same ``Lookback`` that ingestion kept them with).
 
     Returns an ``ArrayStore`` with ``values (N, T, 2C) float32`` and index
     ``stay_id, row, length``; ``metadata`` holds the window and the event/stay counts.
@@ -331,6 +353,7 @@ def build_hourly_store(
         (
             "events_in",
             "events_other_stays",
+            "events_looked_back",
             "events_before_intime",
             "events_after_window",
             "events_missing_value",
@@ -348,6 +371,7 @@ def build_hourly_store(
             counts,
             progress=progress,
             chunk_rows=chunk_rows,
+            lookback=lookback,
         )
     except BaseException:
         discard_scratch(values)
@@ -363,6 +387,7 @@ def build_hourly_store(
         "layout": "values (raw units, imputed) then masks",
         "stays": n,
         "stays_without_events": len(untouched),  # no usable event in their window
+        "lookback": {"hours": lookback.hours, "variables": list(lookback.variables)},
         **counts,
     }
     _log_summary(metadata)
@@ -377,12 +402,13 @@ def _fill(
     *,
     progress: bool | None,
     chunk_rows: int,
+    lookback: Lookback,
 ) -> np.ndarray:
     """Write every stay's rows into ``values``; return the rows of stays without events."""
     window = values.shape[1]
     touched = np.zeros(len(table.stay_ids), dtype=bool)
     for events in tqdm(buckets, desc="hourly tensors", unit="bucket", disable=_disabled(progress)):
-        cells = bucket_cells(events, table, counts)
+        cells = bucket_cells(events, table, counts, lookback)
         rows = np.unique(cells.row)
         if touched[rows].any():
             raise TimeSeriesError(

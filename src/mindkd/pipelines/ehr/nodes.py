@@ -25,15 +25,26 @@ def ingest_events(
     chartevents: MimicEventReader,
     labevents: MimicEventReader,
     icustays: pd.DataFrame,
+    admissions: pd.DataFrame,
     params: EhrParams,
 ) -> EventStream:
-    """Pass 1: keep the 17 variables' items, attribute events to stays, route them to buckets."""
-    return ingest.ingest_events(chartevents, labevents, icustays, n_buckets=params.n_buckets)
+    """Pass 1: keep the 17 variables' items, attribute events to stays, route them to buckets.
+
+    Height and weight charted in the look-back window before intime (same admission) are kept.
+    """
+    return ingest.ingest_events(
+        chartevents,
+        labevents,
+        icustays,
+        n_buckets=params.n_buckets,
+        admissions=admissions,
+        lookback=params.lookback,
+    )
 
 
 def clean_events(raw_events: EventParts, params: EhrParams) -> EventStream:
     """Pass 2, bucket by bucket: units, text values, ranges, duplicates, derived GCS total."""
-    return events.clean_events(raw_events, n_workers=params.clean_workers)
+    return events.clean_events(raw_events, n_workers=params.clean_workers, ranges=params.ranges)
 
 
 def assign_subject_splits(
@@ -63,6 +74,7 @@ def select_task_cohort(
     stay_flow: dict[str, Any],
     clean: EventParts,
     admissions: pd.DataFrame,
+    patients: pd.DataFrame,
     diagnoses_icd: pd.DataFrame,
     subject_splits: pd.DataFrame,
     params: TaskParams,
@@ -85,6 +97,7 @@ def select_task_cohort(
         admissions=admissions,
         diagnoses_icd=diagnoses_icd,
         subject_splits=subject_splits,
+        patients=patients,
         label_source=params.label_source,
         require_events=params.require_events,
     )
@@ -105,7 +118,9 @@ def build_timeseries(
     )
     if window.get("max_hours", 1) is None:
         raise ValueError(f"task {task.name}: set `{task.name}.task.max_hours` (whole-stay inputs)")
-    return timeseries.build_hourly_store(clean, task_cohort, scratch_dir=ehr.scratch_dir, **window)
+    return timeseries.build_hourly_store(
+        clean, task_cohort, scratch_dir=ehr.scratch_dir, lookback=ehr.lookback, **window
+    )
 
 
 def select_train_stays(task_cohort: pd.DataFrame) -> pd.DataFrame:

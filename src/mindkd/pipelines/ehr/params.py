@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mindkd.mimic.variables import (
+    DEFAULT_RANGE_PROFILE,
+    SLOW_VARIABLES,
+    VARIABLE_NAMES,
+    RangeProfile,
+)
+from mindkd.processing.ingest import Lookback
+from mindkd.processing.labels import MortalitySource
 from mindkd.processing.splits import validate_fractions
 from mindkd.tasks import get_task
 
@@ -20,6 +26,32 @@ class EhrParams(BaseModel):
     )
     clean_workers: int | None = Field(None, ge=1, description="buckets cleaned at once")
     scratch_dir: str | None = Field(None, description="temporary tensor files; null = TMPDIR")
+    ranges: RangeProfile = Field(
+        DEFAULT_RANGE_PROFILE,
+        description="plausible ranges: mindkd (evidence from real MIMIC-IV, docs/variables.md) "
+        "| mimic3_benchmarks (as published work)",
+    )
+    lookback_hours: float = Field(
+        24.0,
+        ge=0,
+        description="slow variables charted this long before intime (same admission) count "
+        "as observed in hour 0; 0 = off",
+    )
+    lookback_variables: tuple[str, ...] = Field(
+        SLOW_VARIABLES, description="the variables the look-back applies to"
+    )
+
+    @field_validator("lookback_variables")
+    @classmethod
+    def _known_variables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(VARIABLE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown variable(s) {unknown}; known: {list(VARIABLE_NAMES)}")
+        return value
+
+    @property
+    def lookback(self) -> Lookback:
+        return Lookback(self.lookback_hours, self.lookback_variables)
 
 
 class SplitParams(BaseModel):
@@ -43,7 +75,11 @@ class TaskParams(BaseModel):
 
     name: str
     max_hours: int | None = Field(None, ge=1, description="cap of whole-stay inputs (pheno)")
-    label_source: Literal["deathtime", "hospital_expire_flag"] = "deathtime"
+    label_source: MortalitySource = Field(
+        "hospital_expire_flag",
+        description="ihm label rule: hospital_expire_flag | death_date | deathtime "
+        "(mindkd.processing.labels); the others are counted against it in the cohort report",
+    )
     require_events: bool = False
 
     @field_validator("name")

@@ -11,6 +11,7 @@ SHARED = {
     "stay_cohort",
     "stay_cohort_flow",
     "admissions",
+    "patients",
     "diagnoses_icd",
     "subject_splits",
 }
@@ -21,7 +22,7 @@ def _shared() -> Pipeline:
         [
             Node(
                 nodes.ingest_events,
-                ["chartevents", "labevents", "icustays", "params:ehr"],
+                ["chartevents", "labevents", "icustays", "admissions", "params:ehr"],
                 "events_raw",
                 name="ingest_events",
             ),
@@ -60,6 +61,7 @@ def _task() -> Pipeline:
                     "stay_cohort_flow",
                     "events_clean",
                     "admissions",
+                    "patients",
                     "diagnoses_icd",
                     "subject_splits",
                     "params:task",
