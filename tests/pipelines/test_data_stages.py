@@ -42,6 +42,29 @@ def test_every_injected_event_defect_is_counted(data_run: ProjectRun, manifest: 
     assert report["complete"] and report["ingest"]["complete"]
 
 
+def test_real_quirks_the_generator_reproduces_are_read_right(
+    data_run: ProjectRun, manifest: dict, demo_export: Path
+) -> None:
+    """Height/weight minutes before intime, °F under the °C item, deaths discharged at midnight."""
+    report = _report(data_run, "08_reporting/ehr/data_report.json")
+    natural = manifest["natural"]["chartevents"]
+    assert natural["slow_before_intime"] > 20
+    assert report["ingest"]["sources"]["chart"]["rows_looked_back"] == natural["slow_before_intime"]
+    assert natural["fahrenheit_in_celsius_item"] > 0
+    assert report["fahrenheit_in_celsius"] == {"temperature": natural["fahrenheit_in_celsius_item"]}
+
+    cohort = pd.read_parquet(data_run.data_root / "03_primary/ihm/cohort.parquet")
+    truth = pd.read_parquet(demo_export / "_truth/stays.parquet").set_index("stay_id")
+    truth = truth.loc[cohort["stay_id"]]
+    assert cohort["y"].tolist() == truth["died"].astype(int).tolist()  # the default rule: the flag
+    midnight = cohort["stay_id"][(truth["died"] & truth["dischtime_at_midnight"]).to_numpy()]
+    assert len(midnight) > 0
+    rules = _report(data_run, "08_reporting/ihm/cohort_report.json")["counts"]["ihm_label_rules"]
+    assert rules["death_date"]["disagreements"] == 0
+    assert rules["deathtime"]["disagreements"] == len(midnight)
+    assert sorted(rules["deathtime"]["disagreement_stays"]) == sorted(midnight.tolist())[:20]
+
+
 def test_no_subject_in_two_splits_in_any_table(data_run: ProjectRun) -> None:
     root = data_run.data_root
     splits = pd.read_parquet(root / "03_primary/subject_splits.parquet")

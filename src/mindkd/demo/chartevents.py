@@ -7,7 +7,13 @@ stay. Item ids and units are the real ones (``vocab.VARIABLE_ITEMS``): 째F and �
 cm and inches side by side, FiO2 in % (sometimes already a fraction), SpO2 sometimes a fraction,
 GCS and capillary refill as text. About ``distractor_share`` of the rows are on other items.
 
-Injected defects are copies of distinct clean rows, so every kind is counted exactly.
+Quirks seen in the real MIMIC-IV demo are reproduced and counted (``natural``): the admission's
+height and weight often charted minutes before ``intime`` (``slow_before_intime``), 째F values
+charted under the 째C item (``fahrenheit_in_celsius_item``), spontaneous respiratory rates of
+ventilated patients (224689, not a variable's item).
+
+Injected defects are copies of distinct clean rows of the variables' items (height and weight
+excepted: charted before ``intime`` they are valid), so every kind is counted exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from mindkd.demo.ehr import (
     schedule,
     value_strings,
 )
+from mindkd.mimic.variables import CHART_ITEMS, SLOW_VARIABLES, VARIABLE_NAMES
 
 #: Defect kinds and their rates (share of the clean variable rows), each at least one per block.
 CHART_DEFECT_RATES: dict[str, float] = {
@@ -52,6 +59,18 @@ CHART_DEFECT_RATES: dict[str, float] = {
     "missing_stay_id": 0.001,
     "missing_subject_id": 0.0005,
 }
+#: Share of the once-charted heights and weights charted 1-30 min before intime (real demo: most).
+SLOW_BEFORE_INTIME = 0.5
+#: Share of the 째C item's rows that hold a 째F value (real demo: 3 of 391).
+FAHRENHEIT_UNDER_CELSIUS = 0.008
+SLOW_ITEMS = np.array(
+    sorted(i for i, (c, _) in CHART_ITEMS.items() if VARIABLE_NAMES[c] in SLOW_VARIABLES)
+)
+#: Items whose clean rows defects are copied from: the variables' items but the slow ones.
+_DEFECT_ITEMS = np.array(
+    sorted(i for i, (c, _) in CHART_ITEMS.items() if VARIABLE_NAMES[c] not in SLOW_VARIABLES)
+)
+
 #: Impossible values: item id and value (beyond the drop bounds of MIMIC.md).
 IMPOSSIBLE_VALUES: dict[str, tuple[int, float]] = {
     "impossible_heart_rate": (220045, 1000.0),
@@ -139,7 +158,9 @@ def _assessments(ctx: StayContext, rng: np.random.Generator) -> list[Events]:
     sl = schedule(ctx, 4, rng, presence=0.95)
     celsius = ctx.value("temperature", sl.s, sl.h, rng)
     use_f = (rng.random(len(ctx)) < 0.8)[sl.s] ^ (rng.random(len(sl.s)) < 0.05)
-    values = np.where(use_f, np.round(celsius * 9 / 5 + 32, 1), np.round(celsius, 1))
+    mixup = ~use_f & (rng.random(len(sl.s)) < FAHRENHEIT_UNDER_CELSIUS)  # 째F under the 째C item
+    fahrenheit = np.round(celsius * 9 / 5 + 32, 1)
+    values = np.where(use_f | mixup, fahrenheit, np.round(celsius, 1))
     rows.append(Events.of(sl, np.where(use_f, 223761, 223762), values))
 
     sl = schedule(ctx, 4, rng, presence=0.92)
@@ -183,12 +204,12 @@ def _chart_labs_and_body(ctx: StayContext, rng: np.random.Generator) -> list[Eve
         sl = schedule(ctx, every, rng, stays=stays, presence=0.9)
         rows.append(Events.of(sl, item, np.round(ctx.value("ph", sl.s, sl.h, rng), 2)))
 
-    sl = once(ctx, rng, 0.6)
+    sl = _before_intime(ctx, once(ctx, rng, 0.6), rng)
     height_cm = np.clip(rng.normal(170, 10, len(sl.s)), 145, 200)
     inches = rng.random(len(sl.s)) < 0.25
     height = np.where(inches, np.round(height_cm / 2.54), np.round(height_cm))
     rows.append(Events.of(sl, np.where(inches, 226707, 226730), height))
-    sl = once(ctx, rng, 0.95)
+    sl = _before_intime(ctx, once(ctx, rng, 0.95), rng)
     weight_kg = np.clip(rng.normal(82, 20, len(sl.s)), 40, 200)
     lbs = rng.random(len(sl.s)) < 0.35
     weight = np.where(lbs, np.round(weight_kg * 2.20462, 1), np.round(weight_kg, 1))
@@ -196,6 +217,14 @@ def _chart_labs_and_body(ctx: StayContext, rng: np.random.Generator) -> list[Eve
     sl = schedule(ctx, 24, rng, stays=rng.random(n) < 0.4, presence=0.9)
     rows.append(Events.of(sl, 224639, np.round(np.clip(rng.normal(82, 20, len(sl.s)), 40, 200), 1)))
     return rows
+
+
+def _before_intime(ctx: StayContext, slots: Slots, rng: np.random.Generator) -> Slots:
+    """``slots`` with about half moved to 1-26 minutes before intime (admission measurements)."""
+    early = rng.random(len(slots.s)) < SLOW_BEFORE_INTIME
+    minutes = rng.uniform(1, 25, len(slots.s)) * 60  # admissions start >= 30 min before intime
+    t = np.where(early, ceil_minute(ctx.intime[slots.s] - minutes) - 60, slots.t)
+    return Slots(slots.s, t, (t - ctx.intime[slots.s]) / HOUR)
 
 
 @cache
@@ -246,7 +275,7 @@ def _inject_defects(
     positions (within the copies) whose stay_id / subject_id must be empty, and the sources of
     the exact duplicates.
     """
-    order = rng.permutation(np.flatnonzero(clean.code < 0))
+    order = rng.permutation(np.flatnonzero((clean.code < 0) & np.isin(clean.item, _DEFECT_ITEMS)))
     copies: list[Events] = []
     nulls: dict[str, np.ndarray] = {}
     duplicates = np.zeros(0, np.int64)
@@ -258,6 +287,9 @@ def _inject_defects(
         if kind == "duplicate":
             duplicates = src
             continue
+        if kind in IMPOSSIBLE_VALUES:  # one per stay and time: two would be exact duplicates
+            _, first = np.unique(np.stack([clean.s[src], clean.t[src]]), axis=1, return_index=True)
+            src = src[np.sort(first)]
         copy = clean.take(src)
         if kind == "text_in_numeric":
             texts = np.array([CODE[x] for x in vocab.NUMERIC_FIELD_TEXT])
@@ -323,6 +355,13 @@ def chart_block(ctx: StayContext, rng: np.random.Generator, distractor_share: fl
         "temperature_celsius": int((item == 223762).sum()),
         "weight_lbs": int((item == 226531).sum()),
         "height_inches": int((item == 226707).sum()),
+        # of the clean rows (defect copies of them are dropped before they count)
+        "slow_before_intime": int(
+            (np.isin(clean.item, SLOW_ITEMS) & (clean.t < ctx.intime[clean.s])).sum()
+        ),
+        "fahrenheit_in_celsius_item": int(
+            ((clean.item == 223762) & (clean.num >= 79) & (clean.num <= 113)).sum()
+        ),
     }
     return ChartResult(table, counts, defects)
 

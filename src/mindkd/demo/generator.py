@@ -39,6 +39,7 @@ from mindkd.demo.cohort import (
     admissions_table,
     build_cohort,
     diagnoses_table,
+    discharged_at_midnight,
     icustays_table,
     patients_table,
     truth_stays,
@@ -313,6 +314,7 @@ def _cohort_counts(cohort: Cohort) -> dict[str, int]:
         "patients_cxr_only": int((kind == CXR_ONLY).sum()),
         "patients_with_icu_stay": int(cohort.stays["patient_row"].nunique()),
         "admissions_died": int(cohort.admissions["died"].sum()),
+        "admissions_died_discharged_at_midnight": int(discharged_at_midnight(cohort).sum()),
     }
 
 
