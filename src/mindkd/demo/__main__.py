@@ -5,6 +5,7 @@ Examples::
     python -m mindkd.demo data/01_raw/demo --patients 1500 --seed 0
     python -m mindkd.demo /tmp/full --patients 50 --seed 0 --full-size
     python -m mindkd.demo /tmp/events --seed 0 --events-only --chartevents-rows 3000000
+    python -m mindkd.demo /tmp/cxr --cxr-for /data/mimic-iv-demo-2.2 --seed 0   # MIMIC-CXR-JPG only
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from mindkd.demo.config import DEFAULT_IMAGE_SIZE, FULL_IMAGE_SIZE, DemoConfig, DemoConfigError
+from mindkd.demo.cxr_for import CxrForConfig, CxrForError, generate_cxr_for
 from mindkd.demo.generator import generate
+from mindkd.mimic.schemas import MimicSourceError
 
 logger = logging.getLogger("mindkd.demo")
 
@@ -27,7 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a synthetic MIMIC-IV + MIMIC-CXR-JPG export in the PhysioNet layout.",
     )
     parser.add_argument("out_dir", help="output folder (mimic-iv/, mimic-cxr-jpg/, _truth/)")
-    parser.add_argument("--patients", type=int, default=DemoConfig.patients, help="subjects")
+    parser.add_argument(
+        "--patients", type=int, default=None, help=f"subjects (default {DemoConfig.patients})"
+    )
+    parser.add_argument(
+        "--cxr-for",
+        metavar="MIMIC_IV_DIR",
+        default=None,
+        help=(
+            "write only a MIMIC-CXR-JPG export (mimic-cxr-jpg/, _truth/) for the subjects, "
+            "admissions and ICU stays of this MIMIC-IV folder (the one holding hosp/ and icu/); "
+            "not with --patients, --events-only or --chartevents-rows"
+        ),
+    )
+    parser.add_argument(
+        "--no-defects",
+        action="store_true",
+        help="with --cxr-for: no missing, truncated or empty images, every study labelled",
+    )
     parser.add_argument("--seed", type=int, default=DemoConfig.seed, help="random seed")
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -68,17 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _image_size(args: argparse.Namespace) -> tuple[int, int]:
+    if args.full_size:
+        return FULL_IMAGE_SIZE
+    if args.image_size is not None:
+        return (args.image_size[0], args.image_size[1])
+    return DEFAULT_IMAGE_SIZE
+
+
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
     """A ``DemoConfig`` from parsed arguments."""
-    if args.full_size:
-        image_size = FULL_IMAGE_SIZE
-    elif args.image_size is not None:
-        image_size = (args.image_size[0], args.image_size[1])
-    else:
-        image_size = DEFAULT_IMAGE_SIZE
+    image_size = _image_size(args)
     rows = None if args.chartevents_rows is None else int(args.chartevents_rows)
     return DemoConfig(
-        patients=args.patients,
+        patients=DemoConfig.patients if args.patients is None else args.patients,
         seed=args.seed,
         image_size=image_size,
         write_jpegs=not args.no_images,
@@ -88,6 +111,48 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     )
 
 
+def cxr_for_config_from_args(args: argparse.Namespace) -> CxrForConfig:
+    """A ``CxrForConfig`` from parsed arguments (``--cxr-for`` mode)."""
+    return CxrForConfig(
+        seed=args.seed,
+        image_size=_image_size(args),
+        write_jpegs=not args.no_images,
+        with_defects=not args.no_defects,
+        workers=args.workers,
+    )
+
+
+def _run_cxr_for(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    clash = [
+        flag
+        for flag, used in (
+            ("--patients", args.patients is not None),
+            ("--events-only", args.events_only),
+            ("--chartevents-rows", args.chartevents_rows is not None),
+        )
+        if used
+    ]
+    if clash:
+        parser.error(f"--cxr-for cannot be combined with {', '.join(clash)}")
+    try:
+        config = cxr_for_config_from_args(args)
+    except DemoConfigError as exc:
+        parser.error(str(exc))
+    try:
+        manifest = generate_cxr_for(args.out_dir, args.cxr_for, config)
+    except (MimicSourceError, CxrForError, FileExistsError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    logger.info("Manifest: %s/_truth/manifest.json", args.out_dir)
+    signal = manifest.signal
+    logger.info(
+        "%d of %d ICU stays with an AP study in the first 48 h; death-score AUROC %s (all stays)",
+        signal.get("stays_with_ap_first_48h", 0),
+        signal.get("icu_stays", 0),
+        signal.get("auroc_died_death_score_icu_stays"),
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the generator; returns the exit status."""
     logging.basicConfig(
@@ -95,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cxr_for is not None:
+        return _run_cxr_for(parser, args)
+    if args.no_defects:
+        parser.error("--no-defects needs --cxr-for (the demo export always has its defects)")
     try:
         config = config_from_args(args)
     except DemoConfigError as exc:

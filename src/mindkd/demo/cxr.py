@@ -75,7 +75,7 @@ def _uniform_between(rng: np.random.Generator, low: np.ndarray, high: np.ndarray
     return (low + rng.random(len(low)) * (high - low)).astype(np.int64)
 
 
-def _draw_studies(cohort: Cohort, rng: np.random.Generator) -> pd.DataFrame:
+def draw_studies(cohort: Cohort, rng: np.random.Generator) -> pd.DataFrame:
     """Candidate studies: patient row, time, kind, stay row (-1 outside stays)."""
     st, a, p = cohort.stays, cohort.admissions, cohort.patients
     intime, outtime = st["intime"].to_numpy(), st["outtime"].to_numpy()
@@ -239,9 +239,18 @@ def cxr_block(
     counters: Counters,
     image_size: tuple[int, int],
     size_jitter: float,
+    *,
+    studies: pd.DataFrame | None = None,
+    with_defects: bool = True,
 ) -> CxrResult:
-    """Build one block's studies, images and labels (see the module docstring)."""
-    studies = _draw_studies(cohort, rng)
+    """Build one block's studies, images and labels (see the module docstring).
+
+    ``studies`` replaces the draw with studies from ``draw_studies(cohort, rng)`` that the caller
+    filtered (``demo.cxr_for`` drops the few that real stay times make inconsistent).
+    ``with_defects=False`` writes every image intact and labels every study; the random draws
+    are the same either way, so nothing else changes.
+    """
+    studies = draw_studies(cohort, rng) if studies is None else studies.reset_index(drop=True)
     n_st = len(studies)
     studies["study_id"] = scrambled_ids(
         np.arange(n_st) + counters.studies, 50_000_000, 2_718_281, 2_240_968
@@ -268,11 +277,13 @@ def cxr_block(
     defects: dict[str, int] = {}
     used = 0
     for kind, rate in IMAGE_DEFECT_RATES.items():
-        k = at_least_one(rate, n)
+        k = at_least_one(rate, n) if with_defects else 0
         status[free[used : used + k]] = kind
         used += k
         defects[f"images_{kind}"] = k
-    unlabelled = rng.permutation(n_st)[: at_least_one(UNLABELLED_STUDY_RATE, n_st)]
+    unlabelled = rng.permutation(n_st)[
+        : at_least_one(UNLABELLED_STUDY_RATE, n_st) if with_defects else 0
+    ]
     defects["studies_without_labels"] = len(unlabelled)
 
     study_id = studies["study_id"].to_numpy()
