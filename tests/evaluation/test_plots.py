@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.container import BarContainer
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
 from mindkd.evaluation.plots import (
@@ -141,6 +141,10 @@ def _bars(ax: Any) -> list[BarContainer]:
     return [c for c in ax.containers if isinstance(c, BarContainer)]
 
 
+def _intervals(ax: Any) -> list[ErrorbarContainer]:
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
 def test_cohort_flow_bars_are_the_kept_and_dropped_counts() -> None:
     fig = cohort_flow_figure(FLOW, PAIRING, title="ihm:")
     assert len(fig.axes) == 2
@@ -212,17 +216,40 @@ def test_comparison_bars_are_the_table_values_with_their_intervals() -> None:
                     continue
                 row = indexed.loc[(model, subset)]
                 assert bar.get_height() == pytest.approx(row[metric])
-            # the error bar of each bar spans the bootstrap interval
-            segments = container.errorbar.lines[2][0].get_segments()
-            for segment, model in zip(segments, models, strict=True):
-                if (model, subset) in indexed.index:
-                    row = indexed.loc[(model, subset)]
-                    low, high = segment[:, 1]
-                    assert (low, high) == pytest.approx(
-                        (row[f"{metric}_low"], row[f"{metric}_high"])
-                    )
+        # the error bars span the bootstrap intervals of the (model, subset) cells present
+        for intervals, subset in zip(_intervals(ax), ("full", "paired"), strict=True):
+            segments = intervals.lines[2][0].get_segments()
+            present = [m for m in models if (m, subset) in indexed.index]
+            assert len(segments) == len(present)
+            for segment, model in zip(segments, present, strict=True):
+                row = indexed.loc[(model, subset)]
+                low, high = segment[:, 1]
+                assert (low, high) == pytest.approx((row[f"{metric}_low"], row[f"{metric}_high"]))
         values = [t.get_text() for t in ax.texts]
         assert len(values) == 5  # one per (model, subset) present
         assert f"{indexed.loc[('mind', 'full'), metric]:.2f}" == values[0]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["full test (n=100)", "paired test (n=40)"]
+
+
+def test_comparison_draws_any_interval_the_bootstrap_can_give() -> None:
+    """A percentile interval may exclude its point (real demo: AUPRC 0.325 in [0.328, 0.467]),
+    be degenerate, or be missing (one class in every resample): each is drawn as it is."""
+    table = pd.DataFrame(
+        [
+            {"model": "mind", "subset": "full", "n": 15, "auroc": 0.7, "auroc_low": 0.72,
+             "auroc_high": 0.9, "auprc": 0.325, "auprc_low": 0.328, "auprc_high": 0.467},
+            {"model": "mind", "subset": "paired", "n": 4, "auroc": 0.5, "auroc_low": 0.5,
+             "auroc_high": 0.5, "auprc": float("nan"), "auprc_low": float("nan"),
+             "auprc_high": float("nan")},
+        ]
+    )  # fmt: skip
+    fig = comparison_figure(table)
+    auroc_ax, auprc_ax = fig.axes
+    full, paired = (c.lines[2][0].get_segments() for c in _intervals(auprc_ax))
+    assert [tuple(s[:, 1]) for s in full] == [pytest.approx((0.328, 0.467))]
+    assert paired == []  # no interval: nothing drawn, no error
+    assert _bars(auprc_ax)[0][0].get_height() == pytest.approx(0.325)
+    full, paired = (c.lines[2][0].get_segments() for c in _intervals(auroc_ax))
+    assert [tuple(s[:, 1]) for s in full] == [pytest.approx((0.72, 0.9))]
+    assert [tuple(s[:, 1]) for s in paired] == [pytest.approx((0.5, 0.5))]

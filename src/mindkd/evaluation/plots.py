@@ -414,11 +414,21 @@ def _subset_bars(
         x,
         np.nan_to_num(point, nan=0.0),
         BAR_WIDTH,
-        yerr=np.nan_to_num(np.vstack([point - low, high - point]), nan=0.0),
-        capsize=3,
         color=style["color"],
         label=style["label"] + (f" (n={n})" if n is not None else ""),
-        error_kw={"elinewidth": 1, "ecolor": "black"},
+    )
+    # The interval is drawn from low to high, not relative to the bar: a percentile bootstrap
+    # interval need not contain its point estimate (small or skewed samples), and a missing one
+    # (NaN) draws nothing.
+    known = np.isfinite(low) & np.isfinite(high)
+    ax.errorbar(
+        x[known],
+        (low[known] + high[known]) / 2,
+        yerr=np.abs(high[known] - low[known]) / 2,
+        fmt="none",
+        capsize=3,
+        elinewidth=1,
+        ecolor="black",
     )
     for i, (bar, model, value) in enumerate(zip(bars, models, point, strict=True)):
         if model in REFERENCE_MODELS:
