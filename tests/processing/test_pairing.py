@@ -12,6 +12,7 @@ from mindkd.processing.pairing import (
     cxr_only_samples,
     pair_stays_with_images,
     pairing_report,
+    require_paired_stays,
     select_task_images,
 )
 
@@ -210,3 +211,21 @@ def test_cxr_only_samples_refuse_unsplit_subjects_and_disagreeing_pairs() -> Non
         cxr_only_samples(_labelled([("x1", 1)]), wrong, subject_splits)
     with pytest.raises(PairingError, match="twice"):
         cxr_only_samples(_labelled([("x1", 1)]), pairs, pd.concat([subject_splits] * 2))
+
+
+def test_sources_that_cannot_pair_stop_before_training() -> None:
+    cohort = _cohort([1, 2, 3], splits=["train", "val", "test"])
+    in_window = INTIME + pd.Timedelta(hours=5)
+    foreign = _images([(91, "a", in_window), (92, "b", in_window)])  # other patients only
+    pairs = pair_stays_with_images(cohort, foreign, "first_48h")
+    with pytest.raises(PairingError, match=r"no MIMIC-CXR-JPG subject overlaps.*mimic_iv_dir.*"
+                       r"mimic_cxr_jpg_dir.*--cxr-for") as error:  # fmt: skip
+        require_paired_stays(cohort, foreign, pairs, "ihm")
+    assert "none of the 3 subjects of the ihm cohort" in str(error.value)
+    # subject 2 (val) has an image, but only after the ihm cutoff: val has no pair
+    late = _images([(1, "c", in_window), (2, "d", INTIME + H48 + SECOND), (3, "e", in_window)])
+    pairs = pair_stays_with_images(cohort, late, "first_48h")
+    with pytest.raises(PairingError, match=r"ihm: no stay of split\(s\) \['val'\]"):
+        require_paired_stays(cohort, late, pairs, "ihm")
+    ok = _images([(1, "c", in_window), (2, "d", in_window)])
+    require_paired_stays(cohort, ok, pair_stays_with_images(cohort, ok, "first_48h"), "ihm")

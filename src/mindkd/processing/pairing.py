@@ -145,6 +145,43 @@ def pair_stays_with_images(
     return pairs
 
 
+#: Splits that must hold paired stays: the CXR teachers are fine-tuned on train, selected on val.
+SPLITS_NEEDING_PAIRS: tuple[str, ...] = ("train", "val")
+_SOURCES_HINT = (
+    "the MIMIC-IV export (`mimic_iv_dir`) and the MIMIC-CXR-JPG export (`mimic_cxr_jpg_dir`, both "
+    "in conf/local/globals.yml) must cover the same patients; for the open MIMIC-IV demo, write "
+    "a matching X-ray export with `python -m mindkd.demo OUT --cxr-for MIMIC_IV_DIR`"
+)
+
+
+def require_paired_stays(
+    cohort: pd.DataFrame, images: pd.DataFrame, pairs: pd.DataFrame, task: str
+) -> None:
+    """Stop before any training when the two sources cannot make paired samples.
+
+    Raises ``PairingError`` when no cohort subject has a task image at all (the exports do not
+    belong together), or when a split of ``SPLITS_NEEDING_PAIRS`` has no paired stay. The message
+    names the config keys of both sources and the counts found.
+    """
+    subjects = set(cohort["subject_id"].unique())
+    shared = subjects & set(images["subject_id"].unique())
+    if not shared:
+        raise PairingError(
+            f"{task}: no MIMIC-CXR-JPG subject overlaps the MIMIC-IV cohort: none of the "
+            f"{len(subjects)} subjects of the {task} cohort has one of the {len(images)} task "
+            f"images (of {images['subject_id'].nunique()} MIMIC-CXR subjects); {_SOURCES_HINT}"
+        )
+    paired = pairs.dropna(subset=["dicom_id"])["split"].value_counts()
+    missing = [s for s in SPLITS_NEEDING_PAIRS if not paired.get(s, 0)]
+    if missing:
+        raise PairingError(
+            f"{task}: no stay of split(s) {missing} has an image in its window (paired stays by "
+            f"split: {paired.to_dict()}; {len(shared)} of {len(subjects)} cohort subjects have "
+            f"task images), but the CXR teachers are fine-tuned on paired train stays and "
+            f"selected on paired val stays; {_SOURCES_HINT}"
+        )
+
+
 def pairing_report(pairs: pd.DataFrame) -> dict[str, Any]:
     """Paired / EHR-only counts overall and per split (JSON-serialisable)."""
     _require(pairs, ("stay_id", "dicom_id", "split"), "the pairs table")

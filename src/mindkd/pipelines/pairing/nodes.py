@@ -24,7 +24,9 @@ def pair_stays(
     """
     decoded = task_images[task_images["dicom_id"].isin(store.keys)]
     window = get_task(params.name).pairing_window
-    return pairing.pair_stays_with_images(task_cohort, decoded, window)
+    pairs = pairing.pair_stays_with_images(task_cohort, decoded, window)
+    pairing.require_paired_stays(task_cohort, decoded, pairs, params.name)
+    return pairs
 
 
 def select_cxr_only(
