@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/01_raw/demo
 DEMO_PATIENTS ?= 3000
 DEMO_SEED ?= 0
+# conf/real_demo/globals.yml reads the two folders of the real demo here
+REAL_DEMO_DIR := data/01_raw/real-demo
+MIMIC_DEMO_DIR ?=
 PYTEST_ARGS ?=
 ARGS ?=
 
@@ -19,10 +22,11 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache/cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-data test test-fast lint format viz mlflow-ui compare bench clean-data help
+.PHONY: setup demo demo-data real-demo test test-fast lint format viz mlflow-ui compare bench clean-data help
 
 help:
 	@echo "make demo      generate the demo data (if absent), run the whole pipeline, register the best students"
+	@echo "make real-demo the same on the real MIMIC-IV demo (MIMIC_DEMO_DIR=... or a PhysioNet download)"
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check + format check"
 	@echo "make viz       kedro-viz on http://127.0.0.1:4141"
@@ -49,6 +53,15 @@ demo: setup demo-data
 	$(BIN)/kedro run
 	$(BIN)/python -m mindkd.tracking register --task ihm
 	$(BIN)/python -m mindkd.tracking register --task pheno
+
+# The real, open MIMIC-IV demo (100 patients) with synthetic X-rays for its subjects: MIMIC_DEMO_DIR
+# when set (linked, not copied), else a download from PhysioNet (no credentials). Its own data root
+# and MLflow store (conf/real_demo); docs/real-mimic-demo.md says what the numbers mean.
+real-demo: setup
+	$(BIN)/python -m mindkd.demo.physionet $(REAL_DEMO_DIR) $(if $(MIMIC_DEMO_DIR),--mimic-iv $(MIMIC_DEMO_DIR))
+	$(BIN)/kedro run --env real_demo
+	$(BIN)/python -m mindkd.tracking --env real_demo register --task ihm --metric best/val/loss
+	$(BIN)/python -m mindkd.tracking --env real_demo register --task pheno --metric best/val/loss
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
