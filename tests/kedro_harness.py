@@ -21,6 +21,7 @@ class ProjectRun:
     conf: Path
     data_root: Path
     tracking_uri: str
+    env: str = "local"
 
     def session(self, runtime_params: dict[str, Any] | None = None) -> Any:
         from kedro.framework.session import KedroSession
@@ -30,7 +31,7 @@ class ProjectRun:
         return KedroSession.create(
             project_path=PROJECT_ROOT,
             conf_source=str(self.conf),
-            env="local",
+            env=self.env,
             runtime_params=runtime_params,
         )
 
@@ -44,15 +45,21 @@ class ProjectRun:
 
 
 def make_project_run(
-    tmp: Path, mimic_iv_dir: Path, mimic_cxr_jpg_dir: Path, data_root: Path | None = None
+    tmp: Path,
+    mimic_iv_dir: Path,
+    mimic_cxr_jpg_dir: Path,
+    data_root: Path | None = None,
+    env: str = "local",
 ) -> ProjectRun:
-    """A copy of ``conf/`` in ``tmp`` whose local globals point at the given data and a tmp store.
+    """A copy of ``conf/`` in ``tmp`` whose ``env`` globals point at the given data and a tmp store.
 
     ``data_root`` (default ``tmp/data``) is where the pipelines read and write layers 02..08.
+    ``env``: the config environment the runs use (``local``, or e.g. ``real_demo`` with its own
+    parameters); its globals and mlflow.yml are (re)written here.
     """
     conf = tmp / "conf"
     shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
-    (conf / "local").mkdir()
+    (conf / env).mkdir(exist_ok=True)
     tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
     data_root = data_root or tmp / "data"
     local_globals = {
@@ -61,11 +68,11 @@ def make_project_run(
         "data_root": str(data_root),
         "mlflow_tracking_uri": tracking_uri,
     }
-    (conf / "local" / "globals.yml").write_text(yaml.safe_dump(local_globals))
+    (conf / env / "globals.yml").write_text(yaml.safe_dump(local_globals))
     # Artifacts (and logged models) next to the tmp store, not in the working directory's mlruns/.
     mlflow_conf = yaml.safe_load((conf / "base" / "mlflow.yml").read_text())
     mlflow_conf["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] = str(
         tmp / "mlruns"
     )
-    (conf / "local" / "mlflow.yml").write_text(yaml.safe_dump(mlflow_conf))
-    return ProjectRun(conf=conf, data_root=data_root, tracking_uri=tracking_uri)
+    (conf / env / "mlflow.yml").write_text(yaml.safe_dump(mlflow_conf))
+    return ProjectRun(conf=conf, data_root=data_root, tracking_uri=tracking_uri, env=env)
