@@ -272,12 +272,15 @@ def test_height_and_weight_charted_before_intime_are_kept(
 def test_the_chain_finishes_and_registers_a_student_per_task(real_run: ProjectRun) -> None:
     import mlflow
 
-    from mindkd.tracking.registry import register_best
+    from mindkd.tracking.registry import RegistryError, register_best
 
     mlflow.set_tracking_uri(real_run.tracking_uri)
     for task in TASKS:
         runs = mlflow.search_runs(experiment_names=[f"mindkd-{task}"])
         assert runs["status"].tolist() == ["FINISHED"]
+        # the real_demo env selects epochs by val loss: ranking by val AUROC says why it cannot
+        with pytest.raises(RegistryError, match=r"logged a student but no .*best/val/auroc"):
+            register_best(task, real_run.tracking_uri)
         version = register_best(task, real_run.tracking_uri, metric="best/val/loss")
         assert version.aliases == ["champion"]
         model = mlflow.pyfunc.load_model(f"models:/mindkd-{task}-student@champion")

@@ -107,6 +107,16 @@ def find_best(
             model_uri=model.model_uri,
             artifact_location=model.artifact_location,
         )
+    without = _finished_without(client, list(experiments), key, task)
+    if without:
+        raise RegistryError(
+            f"{len(without)} finished run(s) of {task!r} logged a student but no {key!r} (e.g. "
+            f"run {without[0]}): they monitored another metric, or this one was never finite "
+            "(e.g. a val split whose labels have a single class, as in a small cohort). Rank "
+            "them by a validation metric they logged, e.g. "
+            "`--metric best/val/loss` with `monitor: val/loss` in the task's fit settings, or "
+            "`--metric val/loss` (the last epoch's)"
+        )
     raise RegistryError(
         f"no finished run in experiment(s) {sorted(experiments.values())} has the metric {key!r} "
         f"and a pyfunc student of {task!r}: run `kedro run --pipeline distill` first"
@@ -204,6 +214,20 @@ def _ranked_runs(
         token = page.token
         if not token:
             return
+
+
+def _finished_without(
+    client: MlflowClient, experiment_ids: list[str], key: str, task: str
+) -> list[str]:
+    """Ids of finished runs with a pyfunc student of ``task`` that lack the metric ``key``."""
+    runs = client.search_runs(
+        experiment_ids, filter_string="attributes.status = 'FINISHED'", max_results=200
+    )
+    return [
+        run.info.run_id
+        for run in runs
+        if key not in run.data.metrics and _student_model(client, run, task) is not None
+    ]
 
 
 def _student_model(client: MlflowClient, run: Run, task: str) -> LoggedModel | None:
