@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.processing.normalise import feature_layout
 
 
 def signal_timeseries(
@@ -33,4 +34,22 @@ def signal_timeseries(
             {"stay_id": stay_id[order], "row": np.arange(n), "length": lengths[order]}
         ),
         key="stay_id",
+    )
+
+
+def widen_to_one_hot(store: ArrayStore) -> ArrayStore:
+    """``store`` (17 values then 17 masks per hour) at the width of ``ehr.categorical: one_hot``:
+    its 17 value columns first (channel 0 keeps the signal), zeros up to the 42 value columns, the
+    17 masks last; the metadata names the one-hot features, as ``apply_normaliser`` writes them."""
+    layout = feature_layout("one_hot")
+    values = np.asarray(store.arrays["values"])
+    masks = values.shape[-1] // 2
+    wide = np.zeros((*values.shape[:2], layout.width), dtype=np.float32)
+    wide[..., :masks] = values[..., :masks]
+    wide[..., layout.width - masks :] = values[..., masks:]
+    return ArrayStore(
+        arrays={"values": wide},
+        index=store.index.copy(),
+        key=store.key,
+        metadata={**store.metadata, **layout.to_dict()},
     )

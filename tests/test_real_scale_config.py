@@ -22,11 +22,18 @@ from mindkd.models.registry import count_parameters, encoder_settings
 from mindkd.pipelines.cxr.pipeline import create_pipeline as cxr_pipeline
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.distill.pipeline import create_pipeline as distill_pipeline
-from mindkd.pipelines.distill.variants import STUDENTS, VARIANTS, ImageNormaliser, specify
+from mindkd.pipelines.distill.variants import (
+    STUDENTS,
+    VARIANTS,
+    EhrInput,
+    ImageNormaliser,
+    specify,
+)
 from mindkd.pipelines.ehr.pipeline import create_pipeline as ehr_pipeline
 from mindkd.pipelines.teachers.params import MemberParams
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
 from mindkd.pipelines.teachers.training_glue import build_teacher
+from mindkd.processing.normalise import feature_layout
 from mindkd.tasks import get_task
 from torch_threads import one_torch_thread  # noqa: F401 - autouse fixture: one torch thread
 
@@ -34,6 +41,8 @@ REAL_SCALE = PROJECT_ROOT / "docs" / "real-scale" / "parameters.yml"
 LOCAL_NAME = "parameters_real_scale.yml"  # the name docs/real-data.md tells users to copy to
 TASKS = ("ihm", "pheno")
 MILLION = 1e6
+# The sizes below are those of the continuous input (34 columns per hour, conf/base's encoding).
+CONTINUOUS = EhrInput.model_validate(feature_layout("continuous").to_dict())
 
 # Parameter counts (encoder + head, ihm) stated in the file's header and in docs/real-data.md; pheno's
 # 25 outputs per head add less than 0.5 % to any of them.
@@ -195,7 +204,7 @@ def test_sizes_and_the_student_budget(task: str, validated: dict[str, Any]) -> N
     teachers = validated[task]["teachers"]
     sizes = {
         f"{modality}.{slot}": count_parameters(
-            build_teacher(teachers[modality]["members"][slot], k)
+            build_teacher(teachers[modality]["members"][slot], k, ehr_channels=CONTINUOUS.width)
         )
         for modality, slots in settings.TEACHER_MEMBERS.items()
         for slot in slots
@@ -214,7 +223,8 @@ def test_sizes_and_the_student_budget(task: str, validated: dict[str, Any]) -> N
     image = ImageNormaliser(mean=0.5, std=0.25, image_size=224, images=0)
     # specify builds each model and raises StudentTooLargeError above max_teacher_fraction
     specs = {
-        v: specify(v, params, definition, {"ensembles_total": ehr + cxr}, image) for v in VARIANTS
+        v: specify(v, params, definition, {"ensembles_total": ehr + cxr}, image, CONTINUOUS)
+        for v in VARIANTS
     }
     assert params.max_teacher_fraction == pytest.approx(0.1)
     for variant in STUDENTS:

@@ -10,11 +10,18 @@ import pandas as pd
 import torch
 
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.pipelines.distill.variants import ImageNormaliser, ModelSpec, build_model, specify
+from mindkd.pipelines.distill.variants import (
+    EhrInput,
+    ImageNormaliser,
+    ModelSpec,
+    build_model,
+    specify,
+)
+from mindkd.processing.normalise import CategoricalEncoding, feature_layout
 from mindkd.tasks import TaskDefinition
 
 IMAGE = 16
-CHANNELS = 34
+CHANNELS = 34  # ehr.categorical: continuous
 NORMALISER = ImageNormaliser(mean=0.35, std=0.2, image_size=IMAGE, images=10)
 IHM = TaskDefinition(name="ihm", kind="binary", labels=("y",), window="first_hours", hours=48)
 
@@ -38,11 +45,19 @@ def distill_params(routing: str = "fused", **student: Any) -> DistillParams:
     )
 
 
+def ehr_input(encoding: CategoricalEncoding = "continuous") -> EhrInput:
+    """The EHR input of a ``<task>.timeseries`` store prepared with ``ehr.categorical: encoding``."""
+    return EhrInput.model_validate(feature_layout(encoding).to_dict())
+
+
 def student_card(
-    task: TaskDefinition = IHM, params: DistillParams | None = None, variant: str = "mind"
+    task: TaskDefinition = IHM,
+    params: DistillParams | None = None,
+    variant: str = "mind",
+    encoding: CategoricalEncoding = "continuous",
 ) -> dict[str, Any]:
     """The model card the distill stage writes as ``<task>.distill.<variant>.spec``."""
-    spec = specify(variant, params or distill_params(), task, {}, NORMALISER)
+    spec = specify(variant, params or distill_params(), task, {}, NORMALISER, ehr_input(encoding))
     return spec.model_dump(mode="json")
 
 
@@ -59,14 +74,18 @@ def trained_weights(card: dict[str, Any], seed: int = 0) -> dict[str, torch.Tens
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def stays(n: int, paired: list[bool], seed: int = 0, hours: int = 6) -> pd.DataFrame:
-    """``n`` prepared stays (values then masks, lengths ``hours`` down to 2), images where paired."""
+def stays(
+    n: int, paired: list[bool], seed: int = 0, hours: int = 6, channels: int = CHANNELS
+) -> pd.DataFrame:
+    """``n`` prepared stays (``channels`` columns per hour, the last 17 masks; lengths ``hours``
+    down to 2), images where paired."""
     rng = np.random.default_rng(seed)
+    masks = len(feature_layout("continuous").features) // 2
     rows = []
     for i in range(n):
         length = max(hours - i, 2)
-        values = rng.normal(size=(length, CHANNELS)).astype(np.float32)
-        values[:, CHANNELS // 2 :] = rng.integers(0, 2, size=(length, CHANNELS // 2))
+        values = rng.normal(size=(length, channels)).astype(np.float32)
+        values[:, channels - masks :] = rng.integers(0, 2, size=(length, masks))
         image = rng.integers(0, 256, size=(IMAGE, IMAGE), dtype=np.uint8) if paired[i] else None
         rows.append({"stay_id": 1000 + i, "timeseries": values, "image": image})
     return pd.DataFrame(rows)

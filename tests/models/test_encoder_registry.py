@@ -17,6 +17,7 @@ from mindkd.models import (
     list_fusions,
     register_encoder,
     register_fusion,
+    with_ehr_channels,
 )
 
 
@@ -35,6 +36,22 @@ def test_unknown_encoder_names_the_name_and_the_available_ones() -> None:
 def test_unknown_setting_names_the_setting_and_the_accepted_ones() -> None:
     with pytest.raises(RegistryError, match=r"'lstm' does not take hiden; it takes: in_channels"):
         build_encoder("lstm", hiden=32)
+
+
+def test_ehr_encoders_take_the_width_of_the_data() -> None:
+    for name in list_encoders("ehr"):
+        settings = with_ehr_channels(name, {}, 59)
+        assert settings == {"in_channels": 59}
+        assert build_encoder(name, **settings).in_channels == 59
+    assert with_ehr_channels("lstm", {"hidden": 8, "in_channels": 59}, 59) == {
+        "hidden": 8,
+        "in_channels": 59,
+    }
+    assert with_ehr_channels("resnet18", {"width": 0.5}, 59) == {"width": 0.5}  # CXR: unchanged
+    with pytest.raises(RegistryError, match=r"'gru' needs the input width of its data"):
+        with_ehr_channels("gru", {}, None)
+    with pytest.raises(RegistryError, match=r"in_channels=34 but the data has 59 columns per hour"):
+        with_ehr_channels("tcn", {"in_channels": 34}, 59)
 
 
 def test_unknown_modality_is_rejected() -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from kedro_harness import ProjectRun, make_project_run
+from tiny_models import tiny_model_params
 
 DEMO_PATIENTS = 240
 
@@ -44,58 +45,6 @@ def data_run(demo_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Pro
     return project
 
 
-def _tiny_fit(**overrides: Any) -> dict[str, Any]:
-    return {"epochs": 1, "progress": False, **overrides}
-
-
-def tiny_model_params() -> dict[str, Any]:
-    """Runtime params (nested, as Kedro wants them in Python) for a seconds-long teachers+distill run.
-
-    One epoch everywhere, finetune-only CXR teachers, every network a few thousand parameters; the
-    bootstrap and latency settings stay at their validated minimums (1000 resamples, 50 calls).
-    """
-    teachers = {
-        "ehr": {
-            "fit": _tiny_fit(),
-            "members": {
-                "lstm_small": {"settings": {"hidden": 8}},
-                "lstm_large": {"settings": {"hidden": 8, "layers": 1, "dropout": 0.0}},
-                "transformer": {"settings": {"d_model": 8, "heads": 2, "layers": 1}},
-            },
-        },
-        "cxr": {
-            "pretrain": {"recipe": "finetune_only"},
-            "fit": _tiny_fit(),
-            "members": {
-                "resnet18": {"settings": {"width": 0.125}},
-                "resnet34": {"settings": {"width": 0.125}},
-                "densenet": {
-                    "settings": {"growth_rate": 4, "num_init_features": 8, "block_config": [1, 1]}
-                },
-            },
-        },
-    }
-    small = {
-        "ehr_encoder": {"settings": {"hidden": 8}},
-        "cxr_encoder": {"settings": {"width": 0.125}},
-    }
-    distill = {
-        "max_teacher_fraction": 100.0,
-        "student": {**small, "fusion_settings": {"hidden": 8}},
-        "baselines": {
-            "zero_filled": {**small, "fusion_settings": {"hidden": 8}},
-            "medfuse": {
-                "ehr_encoder": {"settings": {"hidden": 8, "layers": 1, "dropout": 0.0}},
-                "cxr_encoder": {"settings": {"width": 0.125}},
-                "token_dim": 8,
-                "hidden": 8,
-            },
-        },
-        "fit": _tiny_fit(),
-    }
-    return {task: {"teachers": teachers, "distill": distill} for task in ("ihm", "pheno")}
-
-
 @pytest.fixture(scope="session")
 def model_run(data_run: ProjectRun, tmp_path_factory: pytest.TempPathFactory) -> ProjectRun:
     """teachers + distill for both tasks, tiny (``tiny_model_params``), through a real KedroSession.
@@ -120,6 +69,33 @@ def model_run(data_run: ProjectRun, tmp_path_factory: pytest.TempPathFactory) ->
     torch.set_num_threads(1)
     try:
         project.run(["teachers", "distill"], runtime_params=tiny_model_params())
+    finally:
+        torch.set_num_threads(threads)
+    return project
+
+
+@pytest.fixture(scope="session")
+def one_hot_run(data_run: ProjectRun, tmp_path_factory: pytest.TempPathFactory) -> ProjectRun:
+    """ehr + pairing + teachers + distill of the ihm namespace with ``ehr.categorical: one_hot``,
+    tiny (``tiny_model_params``), on a copy of ``data_run``'s data and its own MLflow store."""
+    import shutil
+
+    import torch
+
+    tmp = tmp_path_factory.mktemp("one_hot_project")
+    shutil.copytree(data_run.data_root, tmp / "data")
+    raw = yaml.safe_load((data_run.conf / "local" / "globals.yml").read_text())
+    project = make_project_run(
+        tmp, Path(raw["mimic_iv_dir"]), Path(raw["mimic_cxr_jpg_dir"]), data_root=tmp / "data"
+    )
+    params = {"ehr": {"categorical": "one_hot"}, "ihm": tiny_model_params()["ihm"]}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with project.session(params) as session:
+            session.run(
+                pipeline_names=["ehr", "pairing", "teachers", "distill"], namespaces=["ihm"]
+            )
     finally:
         torch.set_num_threads(threads)
     return project

@@ -219,3 +219,32 @@ def test_bad_stays_are_reported_together(card: dict[str, Any], weights) -> None:
         served.predict(None, bright)
     with pytest.raises(StayInputError, match="needs a 'timeseries' column"):
         served.predict(None, pd.DataFrame({"series": [1]}))
+
+
+def test_a_one_hot_student_is_rebuilt_at_its_width_and_refuses_another(tmp_path: Path) -> None:
+    card = student_card(encoding="one_hot")  # trained on a 59-column store
+    assert card["ehr_encoder"]["settings"]["in_channels"] == 59
+    assert card["ehr_input"]["encoding"] == "one_hot" and len(card["ehr_input"]["features"]) == 59
+    weights = trained_weights(card, seed=2)
+    save_student(tmp_path / "student", StudentPyfunc(card, weights))
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "student"))
+    assert loaded.unwrap_python_model().model.ehr_encoder.in_channels == 59
+
+    frame = stays(4, paired=[True, False, True, False], channels=59)
+    out = loaded.predict(frame)
+    reference = _reference(card, weights)
+    for i, row in frame.iterrows():
+        expected = _head(reference, row, out.loc[i, "head"])
+        assert out.loc[i, "y"] == pytest.approx(expected, abs=1e-6), i
+    info = mlflow.models.Model.load(str(tmp_path / "student"))
+    example = info.load_input_example(str(tmp_path / "student"))
+    assert np.asarray(example.loc[0, "timeseries"]).shape == (2, 59)
+    assert list(loaded.predict(example)["head"]) == ["ehr"]
+
+    continuous = stays(12, paired=[False] * 12)  # a store of the continuous encoding: 34 columns
+    with pytest.raises(StayInputError) as error:
+        loaded.predict(continuous)
+    message = str(error.value)
+    assert "row 0 (index 0): timeseries has shape (6, 34); expected (hours >= 1, 59)" in message
+    assert "the model takes 59 columns per hour" in message
+    assert message.endswith("; and 2 more")  # 12 rows of the wrong width: 10 listed

@@ -24,6 +24,7 @@ from mindkd.models.registry import (
     list_fusions,
     register_encoder,
     register_fusion,
+    with_ehr_channels,
 )
 from mindkd.models.student import (
     ROUTINGS,
@@ -74,4 +75,5 @@ __all__ = [
     "register_encoder",
     "register_fusion",
     "route",
+    "with_ehr_channels",
 ]

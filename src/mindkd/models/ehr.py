@@ -1,7 +1,9 @@
 """EHR time-series encoders: recurrent (LSTM, GRU), temporal convolution and transformer.
 
-Input ``x (B, T, in_channels)`` (normalised values then observation masks) and ``lengths (B,)`` in
-hours; every encoder ignores the steps past a sample's length: padding never changes its features.
+Input ``x (B, T, in_channels)`` (the ``<task>.timeseries`` columns: standardised or one-hot values
+then observation masks; ``in_channels`` is that store's width, passed by whoever builds the encoder
+for training or serving) and ``lengths (B,)`` in hours; every encoder ignores the steps past a
+sample's length: padding never changes its features.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, get_args
 
@@ -18,7 +18,10 @@ from torch import Tensor, nn
 Modality = Literal["ehr", "cxr"]
 MODALITIES: tuple[Modality, ...] = get_args(Modality)
 
-EHR_CHANNELS = 34  # 17 variables: normalised values then observation masks (docs/architecture.md)
+#: The default ``in_channels`` of a standalone EHR encoder: 17 standardised values then 17 masks
+#: (``ehr.categorical: continuous``). Pipelines and serving never rely on it: they build EHR encoders
+#: with the width of the store they read (``with_ehr_channels``; docs/architecture.md).
+EHR_CHANNELS = 34
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -139,6 +142,31 @@ def encoder_settings(name: str) -> dict[str, Any]:
     """The settings the encoder ``name`` accepts, with their defaults."""
     factory = _ENCODERS.get(name).factory
     return {n: p.default for n, p in inspect.signature(factory).parameters.items()}
+
+
+def with_ehr_channels(
+    name: str, settings: Mapping[str, Any], channels: int | None
+) -> dict[str, Any]:
+    """The settings of encoder ``name`` with the EHR input width of the data it reads.
+
+    For an EHR encoder, ``in_channels = channels`` (the columns per hour of the ``<task>.timeseries``
+    store); a CXR encoder's settings come back unchanged. Raises ``RegistryError`` when an EHR
+    encoder gets no width, or its settings already name another ``in_channels``.
+    """
+    if encoder_modality(name) != "ehr":
+        return dict(settings)
+    if channels is None:
+        raise RegistryError(
+            f"EHR encoder {name!r} needs the input width of its data (columns per hour of the "
+            "<task>.timeseries store)"
+        )
+    given = settings.get("in_channels", channels)
+    if given != channels:
+        raise RegistryError(
+            f"EHR encoder {name!r}: settings give in_channels={given} but the data has {channels} "
+            "columns per hour; remove `in_channels` from the settings (the data fixes it)"
+        )
+    return {**settings, "in_channels": int(channels)}
 
 
 def register_fusion(name: str) -> Callable[[F], F]:

@@ -8,9 +8,21 @@ with Chan's parallel update in float64, so memory does not grow with N. A channe
 deviation is below ``min_std`` (constant on train) gets std 1 (values are only centred); a channel
 never observed on train gets mean = its normal value and std 1 (its imputed normal becomes 0).
 
-``apply_normaliser(store, normaliser)`` writes ``(value - mean) / std`` for the C value channels of
-every row (all splits) into a new memory-mapped store, copies the C masks untouched and keeps
-padding hours (``h >= length``) at 0.
+``apply_normaliser(store, normaliser, encoding=...)`` makes the model input of every row (all
+splits) in a new memory-mapped store; ``encoding`` (parameter ``ehr.categorical``) says what becomes
+of the categorical variables (``Variable.categorical``: GCS eye / motor / verbal / total, capillary
+refill):
+
+- ``continuous``: every variable is standardised, ``(value - mean) / std``: ``values (N, T, 2C)``.
+- ``one_hot`` (mimic3-benchmarks' discretizer, MedFuse): each categorical variable is expanded in
+  place into one 0/1 column per category (``Variable.categories``): the hour's imputed or
+  carried-forward score, rounded half up to the nearest category and clipped to the category range,
+  never standardised; the other variables are standardised as above.
+
+Either way the C masks follow unchanged and padding hours (``h >= length``) stay 0. The store's
+metadata records the ``encoding`` and ``features``, the name of every column (``feature_names``:
+``gcs_eye=1`` for a category, ``heart_rate`` for a value, ``mask:heart_rate`` for a mask); models
+take their EHR input width from it (``store_layout``), never from a constant.
 
 ``Normaliser`` is a small frozen dataclass; ``to_dict()``/``from_dict()`` make it a JSON catalog
 dataset.
@@ -21,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -39,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 VALUES = "values"
 DEFAULT_MIN_STD = 1e-6
+
+CategoricalEncoding = Literal["continuous", "one_hot"]
+CATEGORICAL_ENCODINGS: tuple[CategoricalEncoding, ...] = get_args(CategoricalEncoding)
+MASK_PREFIX = "mask:"
 
 
 class NormaliserError(ValueError):
@@ -96,6 +112,70 @@ class Normaliser:
             count=tuple(int(c) for c in data["count"]),
             min_std=float(data.get("min_std", DEFAULT_MIN_STD)),
         )
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """The columns of one hour of model input: the encoding and the name of every column."""
+
+    encoding: CategoricalEncoding
+    features: tuple[str, ...]
+
+    @property
+    def width(self) -> int:
+        """Columns per hour: the ``in_channels`` of an EHR encoder reading this input."""
+        return len(self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoding": self.encoding, "features": list(self.features)}
+
+
+def _check_encoding(encoding: str) -> CategoricalEncoding:
+    if encoding not in CATEGORICAL_ENCODINGS:
+        raise NormaliserError(
+            f"unknown categorical encoding {encoding!r} (parameter `ehr.categorical`); "
+            f"choose one of {list(CATEGORICAL_ENCODINGS)}"
+        )
+    return cast(CategoricalEncoding, encoding)
+
+
+def feature_layout(encoding: CategoricalEncoding) -> FeatureLayout:
+    """Every column of an hour under ``encoding``: the variables in ``VARIABLES`` order (a value,
+    or one column per category of a categorical variable under ``one_hot``), then the C masks.
+
+    >>> layout = feature_layout("one_hot")
+    >>> layout.features[:3], layout.features[-1], layout.width
+    (('capillary_refill=0', 'capillary_refill=1', 'dbp'), 'mask:ph', 59)
+    >>> feature_layout("continuous").width
+    34
+    """
+    encoding = _check_encoding(encoding)
+    values: list[str] = []
+    for v in VARIABLES:
+        if encoding == "one_hot" and v.categorical:
+            values.extend(f"{v.name}={c:g}" for c in v.categories)
+        else:
+            values.append(v.name)
+    masks = [f"{MASK_PREFIX}{name}" for name in VARIABLE_NAMES]
+    return FeatureLayout(encoding, (*values, *masks))
+
+
+def store_layout(store: ArrayStore) -> FeatureLayout:
+    """The layout of a prepared store (``<task>.timeseries``): its ``encoding`` and ``features``
+    metadata; a store written without them is ``continuous``. Raises ``NormaliserError`` when the
+    metadata does not name exactly one feature per column of ``values``."""
+    if VALUES not in store.arrays:
+        raise NormaliserError(f"the store has no {VALUES!r} array (has {sorted(store.arrays)})")
+    width = int(store.arrays[VALUES].shape[-1])
+    encoding = _check_encoding(str(store.metadata.get("encoding", "continuous")))
+    features = tuple(str(f) for f in store.metadata.get("features", ()))
+    layout = FeatureLayout(encoding, features) if features else feature_layout(encoding)
+    if layout.width != width:
+        raise NormaliserError(
+            f"the store's {VALUES!r} have {width} columns per hour but its metadata names "
+            f"{layout.width} features ({encoding}); rebuild it with the ehr pipeline"
+        )
+    return layout
 
 
 def _values(store: ArrayStore) -> np.ndarray:
@@ -188,26 +268,40 @@ def apply_normaliser(
     store: ArrayStore,
     normaliser: Normaliser,
     *,
+    encoding: CategoricalEncoding = "continuous",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scratch_dir: str | None = None,
 ) -> ArrayStore:
-    """A new store with standardised values, the same masks and index, padding kept at 0."""
+    """A new store of model input under ``encoding`` (see the module doc), the same index.
+
+    ``values`` becomes ``(N, T, W)`` with ``W = feature_layout(encoding).width`` (34 continuous,
+    59 one-hot); the metadata records ``encoding`` and ``features``.
+    """
     values = _values(store)
     if tuple(normaliser.channels) != VARIABLE_NAMES:
         raise NormaliserError(
             f"the normaliser's channels {list(normaliser.channels)} are not the store's "
             f"{list(VARIABLE_NAMES)}; refit it on this store"
         )
-    n, window, width = values.shape
+    layout = feature_layout(encoding)
+    n, window, _ = values.shape
     length = _lengths_by_row(store, n, window)
-    out = open_scratch((n, window, width), scratch_dir, "ehr_normalised_")
+    out = open_scratch((n, window, layout.width), scratch_dir, "ehr_normalised_")
     try:
-        _scale_rows(values, out, normaliser, length, chunk_rows)
+        plan = _Plan.of(layout.encoding)
+        _encode_rows(values, out, normaliser, plan, length=length, chunk_rows=chunk_rows)
     except BaseException:
         discard_scratch(out)
         raise
     out = seal_scratch(out)
-    metadata = {**store.metadata, "normalised": True, "normaliser": normaliser.to_dict()}
+    metadata = {
+        **store.metadata,
+        "normalised": True,
+        "normaliser": normaliser.to_dict(),
+        "layout": "standardised values (one-hot categories under encoding one_hot) then masks",
+        **layout.to_dict(),
+    }
+    logger.info("EHR input: %d columns per hour (categorical: %s)", layout.width, encoding)
     return ArrayStore(
         arrays={**store.arrays, VALUES: out},
         index=store.index.copy(),
@@ -216,22 +310,62 @@ def apply_normaliser(
     )
 
 
-def _scale_rows(
+@dataclass(frozen=True)
+class _Plan:
+    """Where each variable goes in an encoded hour.
+
+    ``scaled``: the variables standardised, ``scaled_columns`` their output columns; ``one_hot``:
+    per expanded variable (its index, its first output column, its categories); ``width``: the
+    value columns (the masks follow).
+    """
+
+    scaled: np.ndarray
+    scaled_columns: np.ndarray
+    one_hot: tuple[tuple[int, int, np.ndarray], ...]
+    width: int
+
+    @classmethod
+    def of(cls, encoding: CategoricalEncoding) -> _Plan:
+        scaled: list[int] = []
+        columns: list[int] = []
+        one_hot: list[tuple[int, int, np.ndarray]] = []
+        column = 0
+        for i, v in enumerate(VARIABLES):
+            if encoding == "one_hot" and v.categorical:
+                one_hot.append((i, column, np.asarray(v.categories, dtype=np.float32)))
+                column += len(v.categories)
+            else:
+                scaled.append(i)
+                columns.append(column)
+                column += 1
+        return cls(np.array(scaled), np.array(columns), tuple(one_hot), column)
+
+
+def _encode_rows(
     values: np.ndarray,
     out: np.ndarray,
     normaliser: Normaliser,
+    plan: _Plan,
+    *,
     length: np.ndarray,
     chunk_rows: int,
 ) -> None:
-    """``out`` = ``values`` with standardised value channels, masks copied, padding at 0."""
-    mean, std = normaliser.mean_array, normaliser.std_array
+    """``out`` = encoded values of ``values`` (standardised / one-hot), masks copied, padding 0."""
+    mean = normaliser.mean_array[plan.scaled]
+    std = normaliser.std_array[plan.scaled]
     hours = np.arange(values.shape[1])[None, :]
     for start in range(0, values.shape[0], chunk_rows):
         block = np.array(values[start : start + chunk_rows], dtype=np.float32)  # (b, T, 2C)
-        scaled = (block[..., :NUM_VARIABLES] - mean) / std
-        scaled[hours >= length[start : start + chunk_rows, None]] = 0.0
-        block[..., :NUM_VARIABLES] = scaled
-        out[start : start + chunk_rows] = block
+        x = block[..., :NUM_VARIABLES]
+        encoded = np.empty((*block.shape[:2], out.shape[2]), dtype=np.float32)  # (b, T, W)
+        encoded[..., plan.scaled_columns] = (x[..., plan.scaled] - mean) / std
+        for variable, first, categories in plan.one_hot:
+            score = np.clip(np.floor(x[..., variable] + 0.5), categories[0], categories[-1])
+            hot = score[..., None] == categories  # (b, T, K)
+            encoded[..., first : first + len(categories)] = hot
+        encoded[hours >= length[start : start + chunk_rows, None], : plan.width] = 0.0
+        encoded[..., plan.width :] = block[..., NUM_VARIABLES:]
+        out[start : start + chunk_rows] = encoded
 
 
 def _lengths_by_row(store: ArrayStore, n: int, window: int) -> np.ndarray:

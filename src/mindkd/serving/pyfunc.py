@@ -2,9 +2,11 @@
 
 The model directory holds the student's state dict (``artifacts/weights.pt``, loaded with
 ``torch.load(weights_only=True)``), its card (``artifacts/spec.json``: architecture, task, labels,
-routing, image normaliser; the distill stage's ``<task>.distill.mind.spec``) and a snapshot of the
-``mindkd`` package (``code/mindkd``, put on ``sys.path`` by MLflow when the model loads), so a model
-from the registry rebuilds without the project's catalog and with the code that trained it.
+routing, image normaliser, EHR input; the distill stage's ``<task>.distill.mind.spec``; the EHR
+encoder's ``in_channels`` is in its settings, so the network is rebuilt at the width it was trained
+at) and a snapshot of the ``mindkd`` package (``code/mindkd``, put on ``sys.path`` by MLflow when the
+model loads), so a model from the registry rebuilds without the project's catalog and with the code
+that trained it.
 Requirements: ``torch`` (pinned to the version that trained it) and ``tqdm``; MLflow brings numpy,
 pandas and pydantic.
 
@@ -13,11 +15,14 @@ Input: a ``pandas.DataFrame``, one row per stay (``INPUT_COLUMNS``):
 =============  ========================  ====================================================
 column         per row                   meaning
 =============  ========================  ====================================================
-timeseries     array ``(L, 2C)`` float   the stay's prepared hourly tensor as the ``ehr`` stage
+timeseries     array ``(L, W)`` float    the stay's prepared hourly tensor as the ``ehr`` stage
                                          writes it (``<task>.timeseries`` values of the stay,
-                                         first ``L`` hours): ``C`` normalised values, then the
-                                         ``C`` observation masks (``C = 17``, channel order of
-                                         ``mindkd.mimic.variables.VARIABLES``)
+                                         first ``L`` hours). ``W`` is the width of the store the
+                                         model was trained on, the EHR encoder's ``in_channels``
+                                         in its spec: 34 under ``ehr.categorical: continuous``
+                                         (17 standardised values, 17 masks), 59 under
+                                         ``one_hot``; the spec's ``ehr_input.features`` names
+                                         every column
 length         int, optional             hours observed (1..L); default ``L``
 image          array ``(S, S)`` uint8,   the paired X-ray as in the image store (values 0..255,
                optional (None / absent)  side ``S`` of the spec's normaliser); normalised inside
@@ -52,7 +57,7 @@ from torch import Tensor
 
 import mindkd
 from mindkd.models.batch import TaskKind
-from mindkd.models.registry import EHR_CHANNELS, build_encoder
+from mindkd.models.registry import build_encoder
 from mindkd.models.student import MultiHeadStudent, Routing
 from mindkd.training.data import MultiModalDataset, SampleTable, collate_multimodal
 
@@ -64,6 +69,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS, SPEC = "weights", "spec"  # artifact keys
 INPUT_COLUMNS: tuple[str, ...] = ("stay_id", "timeseries", "length", "image")
 MODEL_CODE = Path(__file__).with_name("model_code.py")
+MAX_PROBLEMS = 10  # input problems listed in one error (a whole store of the wrong width: 10 rows)
 
 
 class StayInputError(ValueError):
@@ -159,8 +165,11 @@ class StudentPyfunc(mlflow.pyfunc.PythonModel):
 
     @property
     def ehr_channels(self) -> int:
-        encoder = self.model.ehr_encoder if self.model is not None else None
-        return int(getattr(encoder, "in_channels", EHR_CHANNELS))
+        """Columns per hour of ``timeseries``: the ``in_channels`` the spec built the EHR encoder
+        with (the width of the store the student was trained on)."""
+        if self.model is None or self.model.ehr_encoder is None:
+            raise RuntimeError("the student is not built: load it with mlflow.pyfunc.load_model")
+        return int(self.model.ehr_encoder.in_channels)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -266,7 +275,11 @@ def _read_stays(frame: pd.DataFrame, channels: int, image_size: int) -> _Stays:
         cell = None if image_column is None else image_column.iat[pos]
         images.append(None if _missing(cell) else _read_image(cell, image_size, where, problems))
     if problems:
-        raise StayInputError("invalid stays: " + "; ".join(problems))
+        shown = problems[:MAX_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise StayInputError(
+            "invalid stays: " + "; ".join(shown) + (f"; and {more} more" if more else "")
+        )
     return _Stays(series, lengths, images)
 
 
@@ -283,7 +296,8 @@ def _read_series(cell: Any, channels: int, where: str, problems: list[str]) -> n
     if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] != channels:
         problems.append(
             f"{where}: timeseries has shape {values.shape}; expected (hours >= 1, {channels}): "
-            f"{channels // 2} normalised values then {channels // 2} masks per hour"
+            f"the model takes {channels} columns per hour, the width of the <task>.timeseries "
+            "store it was trained on (ehr.categorical; its spec's ehr_input names them)"
         )
         return placeholder
     if not np.isfinite(values).all():
@@ -372,9 +386,10 @@ def signature(spec: Mapping[str, Any]) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def input_example(channels: int = EHR_CHANNELS, hours: int = 2) -> pd.DataFrame:
-    """One EHR-only stay of ``hours`` all-unobserved hours (zeros), the example stored with the
-    model (an image would make it large; the signature documents the ``image`` column)."""
+def input_example(channels: int, hours: int = 2) -> pd.DataFrame:
+    """One EHR-only stay of ``hours`` all-unobserved hours (zeros) of ``channels`` columns (the
+    model's EHR width), the example stored with the model (an image would make it large; the
+    signature documents the ``image`` column)."""
     return pd.DataFrame(
         {"stay_id": [0], "timeseries": [np.zeros((hours, channels)).tolist()], "length": [hours]}
     )

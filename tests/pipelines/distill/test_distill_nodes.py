@@ -13,6 +13,7 @@ from mindkd.pipelines.distill.samples import DistillDataError
 from mindkd.pipelines.distill.variants import ModelSpec, StudentTooLargeError, build_model
 from mindkd.training.data import collate_multimodal
 from mindkd.training.losses import MindLoss
+from synthetic_stores import widen_to_one_hot
 
 
 def _samples(inputs: DistillInputs) -> pd.DataFrame:
@@ -104,7 +105,7 @@ def test_a_cache_of_another_cohort_is_refused(inputs: DistillInputs) -> None:
 
 def test_specs_share_the_student_and_differ_only_where_they_should(inputs: DistillInputs) -> None:
     p = _prepared(inputs)
-    args = (p["params"], task_params(), p["sizes"], p["normaliser"])
+    args = (p["params"], task_params(), p["sizes"], p["normaliser"], inputs.timeseries)
     mind, no_kd = nodes.specify_mind(*args), nodes.specify_no_kd(*args)
     zero, medfuse = nodes.specify_zero_filled(*args), nodes.specify_medfuse(*args)
     assert mind["loss"]["alpha"] == 0.5 and no_kd["loss"]["alpha"] == 0.0
@@ -119,9 +120,11 @@ def test_a_student_over_the_size_budget_fails(inputs: DistillInputs) -> None:
     p = _prepared(inputs)
     sizes = {**p["sizes"], "ensembles_total": 100_000}
     with pytest.raises(StudentTooLargeError, match="max_teacher_fraction"):
-        nodes.specify_mind(p["params"], task_params(), sizes, p["normaliser"])
+        nodes.specify_mind(p["params"], task_params(), sizes, p["normaliser"], inputs.timeseries)
     # the teacher-sized baseline is not held to the student budget
-    assert nodes.specify_medfuse(p["params"], task_params(), sizes, p["normaliser"])
+    assert nodes.specify_medfuse(
+        p["params"], task_params(), sizes, p["normaliser"], inputs.timeseries
+    )
 
 
 def _step_grads(
@@ -152,7 +155,9 @@ def _grad_norm(module: torch.nn.Module) -> float:
 def test_an_ehr_only_sample_never_touches_the_cxr_encoder(inputs: DistillInputs) -> None:
     p = _prepared(inputs)
     spec = ModelSpec.model_validate(
-        nodes.specify_mind(p["params"], task_params(), p["sizes"], p["normaliser"])
+        nodes.specify_mind(
+            p["params"], task_params(), p["sizes"], p["normaliser"], inputs.timeseries
+        )
     )
     train = p["train"]
     ehr_only = train[train["kind"] == "ehr_only"].head(6)
@@ -169,7 +174,9 @@ def test_an_ehr_only_sample_never_touches_the_cxr_encoder(inputs: DistillInputs)
 
 def test_no_kd_is_plain_training_whatever_the_targets(inputs: DistillInputs) -> None:
     p = _prepared(inputs, fit={**distill_params().fit.model_dump(), "epochs": 1})
-    spec = nodes.specify_no_kd(p["params"], task_params(), p["sizes"], p["normaliser"])
+    spec = nodes.specify_no_kd(
+        p["params"], task_params(), p["sizes"], p["normaliser"], inputs.timeseries
+    )
     args = (spec, p["train"], p["val"])
     stores = (inputs.timeseries, inputs.image_store)
     weights, history = nodes.train_model(*args, p["targets"], *stores)
@@ -179,3 +186,63 @@ def test_no_kd_is_plain_training_whatever_the_targets(inputs: DistillInputs) -> 
     record = history["epochs"][0]
     assert "train/kd" in record and record["train/kd"] == 0.0  # targets never reach the loss
     assert record["train/loss"] == pytest.approx(record["train/task"])
+
+
+def test_every_variant_takes_the_width_of_the_store_and_records_it(inputs: DistillInputs) -> None:
+    p = _prepared(inputs)
+    wide = widen_to_one_hot(inputs.timeseries)  # ehr.categorical: one_hot
+    args = (p["params"], task_params(), p["sizes"], p["normaliser"])
+    specify = (
+        nodes.specify_mind,
+        nodes.specify_no_kd,
+        nodes.specify_zero_filled,
+        nodes.specify_medfuse,
+    )
+    for make in specify:
+        card = make(*args, wide)
+        assert card["ehr_encoder"]["settings"]["in_channels"] == 59, make.__name__
+        assert card["ehr_input"]["encoding"] == "one_hot"
+        assert card["ehr_input"]["features"][:3] == [
+            "capillary_refill=0",
+            "capillary_refill=1",
+            "dbp",
+        ]
+        assert len(card["ehr_input"]["features"]) == 59
+        spec = ModelSpec.model_validate(card)
+        model = build_model(spec)
+        assert model.ehr_encoder.in_channels == spec.ehr_channels == 59
+        predictions = nodes.predict_test_set(
+            model.state_dict(), card, p["test"], wide, inputs.image_store
+        )
+        assert set(predictions["stay_id"]) == set(p["test"]["stay_id"])
+        narrow = make(*args, inputs.timeseries)
+        assert narrow["ehr_encoder"]["settings"]["in_channels"] == 34
+        assert narrow["ehr_input"]["encoding"] == "continuous"
+
+
+def test_a_store_of_another_width_than_the_spec_is_refused(inputs: DistillInputs) -> None:
+    p = _prepared(inputs)
+    card = nodes.specify_mind(
+        p["params"], task_params(), p["sizes"], p["normaliser"], widen_to_one_hot(inputs.timeseries)
+    )
+    weights = build_model(ModelSpec.model_validate(card)).state_dict()
+    with pytest.raises(
+        ValueError,
+        match=r"EHR encoder takes 59 columns per hour \(its spec, ehr.categorical: one_hot\) "
+        r"but ihm.timeseries has 34 \(ehr.categorical: continuous\)",
+    ):
+        nodes.predict_test_set(weights, card, p["test"], inputs.timeseries, inputs.image_store)
+    conflicting = distill_params(
+        student={
+            "ehr_encoder": {"name": "gru", "settings": {"hidden": 8, "in_channels": 34}},
+            "cxr_encoder": {"name": "resnet18", "settings": {"width": 0.125, "stem": "small"}},
+        }
+    )
+    with pytest.raises(ValueError, match=r"in_channels=34 but the data has 59 columns per hour"):
+        nodes.specify_mind(
+            conflicting,
+            task_params(),
+            p["sizes"],
+            p["normaliser"],
+            widen_to_one_hot(inputs.timeseries),
+        )

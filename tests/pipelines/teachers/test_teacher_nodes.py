@@ -26,6 +26,7 @@ from mindkd.pipelines.teachers.params import (
     ReportParams,
 )
 from mindkd.training.metrics import auroc
+from synthetic_stores import widen_to_one_hot
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +151,19 @@ def test_bad_parameters_fail_with_the_key() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 1000"):
         ReportParams(n_bootstrap=100)
     assert FitParams(epochs=2).fit_config().epochs == 2
+
+
+def test_an_ehr_member_takes_the_width_of_its_store(inputs: TeacherInputs) -> None:
+    wide = widen_to_one_hot(inputs.timeseries)  # ehr.categorical: one_hot, 59 columns per hour
+    member, cache = member_params()["small"], CacheParams(device="cpu")
+    weights, _ = nodes.train_ehr_teacher(
+        inputs.cohort, wide, member, fit_params(epochs=1), task_params()
+    )
+    assert weights["ehr_encoder.rnn.weight_ih_l0"].shape == (4 * 8, 59)
+    logits = nodes.predict_ehr_logits(weights, inputs.cohort, wide, member, cache, task_params())
+    assert logits.logits.shape == (len(inputs.cohort), 1)
+    assert logits.provenance["settings"] == {"hidden": 8, "in_channels": 59}
+    with pytest.raises(ValueError, match=r"in_channels=34 .*trained on a store of another width"):
+        nodes.predict_ehr_logits(
+            weights, inputs.cohort, inputs.timeseries, member, cache, task_params()
+        )

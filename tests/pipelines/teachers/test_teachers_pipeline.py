@@ -14,7 +14,14 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro.validation.parameter_validator import ParameterValidator
 from kedro_datasets.json import JSONDataset
-from teacher_data import MEMBERS, TeacherInputs, make_inputs, member_params, parameter_values
+from teacher_data import (
+    CHANNELS,
+    MEMBERS,
+    TeacherInputs,
+    make_inputs,
+    member_params,
+    parameter_values,
+)
 
 from mindkd.io.logit_cache import LogitCache, LogitCacheDataset
 from mindkd.io.torch_state import TorchStateDictDataset, state_dict_sha256
@@ -101,7 +108,7 @@ def test_cache_has_one_row_per_member_and_key_in_every_split(run) -> None:
 def _forward(
     slot: str, weights: dict[str, torch.Tensor], inputs: TeacherInputs, keys: list
 ) -> np.ndarray:
-    model = training_glue.build_teacher(member_params()[slot], 1)
+    model = training_glue.build_teacher(member_params()[slot], 1, ehr_channels=CHANNELS)
     model.load_state_dict(weights)
     model.eval()
     if slot in MEMBERS["ehr"]:

@@ -43,7 +43,11 @@ def build_dataset(
     image_store: ArrayStore,
     targets: pd.DataFrame | None = None,
 ) -> MultiModalDataset:
-    """Samples of one split read from the stores by key; teacher targets when given."""
+    """Samples of one split read from the stores by key; teacher targets when given.
+
+    Raises ``ValueError`` when the store's width is not the one ``spec``'s EHR encoder takes.
+    """
+    check_ehr_width(spec, timeseries)
     lengths = np.ones(len(timeseries.arrays["values"]), dtype=np.int64)
     lengths[timeseries.index["row"].to_numpy()] = timeseries.index["length"].to_numpy()
     paired = samples["dicom_id"].notna().to_numpy()
@@ -66,6 +70,20 @@ def build_dataset(
         image_mean=spec.image.mean,
         image_std=spec.image.std,
     )
+
+
+def check_ehr_width(spec: ModelSpec, timeseries: ArrayStore) -> None:
+    """The time-series store has the columns per hour that ``spec``'s EHR encoder was built for."""
+    width = int(timeseries.arrays["values"].shape[-1])
+    if width != spec.ehr_channels:
+        trained = spec.ehr_input.encoding if spec.ehr_input else "continuous"
+        now = timeseries.metadata.get("encoding", "continuous")
+        raise ValueError(
+            f"{spec.task}.distill.{spec.variant}: the model's EHR encoder takes {spec.ehr_channels} "
+            f"columns per hour (its spec, ehr.categorical: {trained}) but {spec.task}.timeseries "
+            f"has {width} (ehr.categorical: {now}); specify and train the model again on this "
+            "store (`kedro run --pipelines distill`) or prepare the store as the model was"
+        )
 
 
 def fit_image_normaliser(

@@ -42,6 +42,7 @@ from mindkd.evaluation.scoring import Scores
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.processing.normalise import store_layout
 from mindkd.serving import StudentPyfunc
 from mindkd.tasks import get_task
 from mindkd.training.losses import ensemble_targets
@@ -50,7 +51,7 @@ from . import glue
 from . import samples as sampling
 from . import targets as teacher_targets
 from .params import DistillParams
-from .variants import VARIANTS, ImageNormaliser, ModelSpec, specify
+from .variants import VARIANTS, EhrInput, ImageNormaliser, ModelSpec, specify
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +162,11 @@ def _specify(
     task: TaskParams,
     teacher_sizes: dict[str, int],
     image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
 ) -> dict[str, Any]:
     image = ImageNormaliser.model_validate(image_normaliser)
-    spec = specify(variant, params, get_task(task.name), teacher_sizes, image)
+    ehr_input = EhrInput.model_validate(store_layout(timeseries).to_dict())
+    spec = specify(variant, params, get_task(task.name), teacher_sizes, image, ehr_input)
     return spec.model_dump(mode="json")
 
 
@@ -172,9 +175,13 @@ def specify_mind(
     task: TaskParams,
     teacher_sizes: dict[str, int],
     image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
 ) -> dict[str, Any]:
-    """The MIND student's card: multi-head student, MIND loss; fails above the size budget."""
-    return _specify("mind", params, task, teacher_sizes, image_normaliser)
+    """The MIND student's card: multi-head student, MIND loss; fails above the size budget.
+
+    Every card records the EHR input of ``timeseries`` (encoding, column names); its EHR encoder
+    takes that store's width."""
+    return _specify("mind", params, task, teacher_sizes, image_normaliser, timeseries)
 
 
 def specify_no_kd(
@@ -182,9 +189,10 @@ def specify_no_kd(
     task: TaskParams,
     teacher_sizes: dict[str, int],
     image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
 ) -> dict[str, Any]:
     """Baseline (a): the same student, the same code path, ``alpha = 0`` (no distillation)."""
-    return _specify("no_kd", params, task, teacher_sizes, image_normaliser)
+    return _specify("no_kd", params, task, teacher_sizes, image_normaliser, timeseries)
 
 
 def specify_zero_filled(
@@ -192,9 +200,10 @@ def specify_zero_filled(
     task: TaskParams,
     teacher_sizes: dict[str, int],
     image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
 ) -> dict[str, Any]:
     """Baseline (b): single-head joint fusion with the missing X-ray zero-filled, task loss."""
-    return _specify("zero_filled", params, task, teacher_sizes, image_normaliser)
+    return _specify("zero_filled", params, task, teacher_sizes, image_normaliser, timeseries)
 
 
 def specify_medfuse(
@@ -202,9 +211,10 @@ def specify_medfuse(
     task: TaskParams,
     teacher_sizes: dict[str, int],
     image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
 ) -> dict[str, Any]:
     """Baseline (d): teacher-sized MedFuse (LSTM over the modality tokens present), task loss."""
-    return _specify("medfuse", params, task, teacher_sizes, image_normaliser)
+    return _specify("medfuse", params, task, teacher_sizes, image_normaliser, timeseries)
 
 
 def train_model(

@@ -84,7 +84,7 @@ def _variant(variant: str) -> Pipeline:
     chain = [
         Node(
             SPECIFY[variant],
-            ["params:distill", "params:task", "teacher_sizes", "image_normaliser"],
+            ["params:distill", "params:task", "teacher_sizes", "image_normaliser", "timeseries"],
             "spec",
             name=f"specify_{variant}",
         ),

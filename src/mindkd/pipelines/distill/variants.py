@@ -10,7 +10,9 @@ medfuse        MedFuseModel          task loss; teacher-sized encoders, LSTM ove
 =============  ====================  ==========================================================
 
 A spec holds everything needed to rebuild, train and serve the model: encoders, fusion, loss, fit
-settings, routing, the image normalisation fitted on train images, and its size next to the
+settings, routing, the image normalisation fitted on train images, the EHR input it reads
+(``ehr_input``: the encoding and column names of the ``<task>.timeseries`` store; the EHR encoder's
+``in_channels`` is its width, written into ``ehr_encoder.settings``), and its size next to the
 teachers'. It is saved as JSON next to the weights.
 """
 
@@ -20,12 +22,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mindkd.models.batch import TaskKind, TaskSpec
 from mindkd.models.medfuse import MedFuseModel, ZeroFilledJointModel
-from mindkd.models.registry import build_encoder, count_parameters
+from mindkd.models.registry import (
+    build_encoder,
+    count_parameters,
+    encoder_settings,
+    with_ehr_channels,
+)
 from mindkd.models.student import MultiHeadStudent, RoutedModel, Routing
+from mindkd.processing.normalise import CategoricalEncoding
 from mindkd.tasks import TaskDefinition
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
 
@@ -53,6 +61,20 @@ class ImageNormaliser(BaseModel):
     images: int = Field(ge=0, description="train images the statistics come from")
 
 
+class EhrInput(BaseModel):
+    """The EHR input a model reads: the store's categorical encoding and its column names
+    (``mindkd.processing.normalise.store_layout``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoding: CategoricalEncoding
+    features: tuple[str, ...] = Field(min_length=1)
+
+    @property
+    def width(self) -> int:
+        return len(self.features)
+
+
 class ModelSpec(BaseModel):
     """A trained-model card: what to build, how to train it, how its inputs are prepared."""
 
@@ -74,13 +96,30 @@ class ModelSpec(BaseModel):
     routing: Routing = "fused"
     fit: DistillFitParams
     image: ImageNormaliser
+    ehr_input: EhrInput | None = None  # None: a card written before the EHR width was recorded
     parameters: int = 0
     teacher_parameters: int | None = None
     teacher_fraction: float | None = None
 
+    @model_validator(mode="after")
+    def _ehr_width(self) -> ModelSpec:
+        if self.ehr_input is not None and self.ehr_input.width != self.ehr_channels:
+            raise ValueError(
+                f"ehr_input names {self.ehr_input.width} columns but the EHR encoder takes "
+                f"in_channels={self.ehr_channels}"
+            )
+        return self
+
     @property
     def task_spec(self) -> TaskSpec:
         return TaskSpec(self.task, self.kind, self.labels)
+
+    @property
+    def ehr_channels(self) -> int:
+        """The EHR encoder's input width (columns per hour), as ``build_model`` builds it."""
+        settings = self.ehr_encoder.settings
+        default = encoder_settings(self.ehr_encoder.name)["in_channels"]
+        return int(settings.get("in_channels", default))
 
     @property
     def uses_teachers(self) -> bool:
@@ -139,13 +178,18 @@ def specify(
     task: TaskDefinition,
     teacher_sizes: Mapping[str, int],
     image: ImageNormaliser,
+    ehr_input: EhrInput,
 ) -> ModelSpec:
     """The spec of ``variant`` with its parameter count and its size next to the teachers'.
 
     Only ``mind`` distils (``alpha`` from the parameters); the others train with ``alpha = 0``.
+    The EHR encoder takes ``ehr_input.width`` columns per hour (``in_channels`` in its settings).
     Raises ``StudentTooLargeError`` when a student exceeds ``max_teacher_fraction``.
     """
     alpha = None if variant == "mind" else 0.0
+    architecture = _architecture(variant, params)
+    ehr = architecture["ehr_encoder"]
+    ehr["settings"] = with_ehr_channels(ehr["name"], ehr["settings"], ehr_input.width)
     spec = ModelSpec(
         variant=variant,
         task=task.name,
@@ -157,7 +201,8 @@ def specify(
         routing=params.routing,
         fit=params.fit,
         image=image,
-        **_architecture(variant, params),
+        ehr_input=ehr_input,
+        **architecture,
     )
     parameters = count_parameters(build_model(spec))
     teachers = teacher_sizes.get("ensembles_total") or None

@@ -136,6 +136,9 @@ def fit_normaliser(raw_series: ArrayStore, train_stays: pd.DataFrame) -> dict[st
 def apply_normaliser(
     raw_series: ArrayStore, normaliser: dict[str, Any], ehr: EhrParams
 ) -> ArrayStore:
-    """Every stay's values standardised with the train statistics (masks untouched)."""
+    """Every stay's model input: values standardised with the train statistics, categorical
+    variables as ``ehr.categorical`` says (standardised or one-hot), masks untouched."""
     fitted = normalise.Normaliser.from_dict(normaliser)
-    return normalise.apply_normaliser(raw_series, fitted, scratch_dir=ehr.scratch_dir)
+    return normalise.apply_normaliser(
+        raw_series, fitted, encoding=ehr.categorical, scratch_dir=ehr.scratch_dir
+    )

@@ -12,12 +12,13 @@ from mindkd.mimic.variables import (
 )
 from mindkd.processing.ingest import Lookback
 from mindkd.processing.labels import MortalitySource
+from mindkd.processing.normalise import CategoricalEncoding
 from mindkd.processing.splits import validate_fractions
 from mindkd.tasks import get_task
 
 
 class EhrParams(BaseModel):
-    """Streaming ingestion and cleaning (key ``ehr``)."""
+    """Streaming ingestion and cleaning, and the encoding of the model input (key ``ehr``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +40,11 @@ class EhrParams(BaseModel):
     )
     lookback_variables: tuple[str, ...] = Field(
         SLOW_VARIABLES, description="the variables the look-back applies to"
+    )
+    categorical: CategoricalEncoding = Field(
+        description="GCS and capillary refill in the model input: continuous (standardised like "
+        "every variable) | one_hot (one 0/1 column per category, as mimic3-benchmarks and MedFuse). "
+        "No default here: conf/base/parameters_ehr.yml holds the project's, in one line",
     )
 
     @field_validator("lookback_variables")

@@ -45,11 +45,14 @@ def train_ehr_teacher(
     fit: FitParams,
     task: TaskParams,
 ) -> tuple[dict[str, Tensor], History]:
-    """Train one EHR member on the train stays of the cohort, early-stopping on the val stays."""
+    """Train one EHR member on the train stays of the cohort, early-stopping on the val stays.
+
+    Its input width is the store's (``ehr.categorical``: 34 or 59 columns per hour)."""
     spec = get_task(task.name).spec
     samples = sampling.ehr_samples(cohort, timeseries, spec.labels)
     train, val = (sampling.split_rows(samples, s) for s in ("train", "val"))
-    model = glue.build_teacher(member, spec.num_outputs, seed=fit.seed)
+    width = glue.ehr_width(timeseries)
+    model = glue.build_teacher(member, spec.num_outputs, seed=fit.seed, ehr_channels=width)
     result = glue.train_teacher(
         model,
         glue.ehr_dataset(train, timeseries, spec.labels),
@@ -144,8 +147,8 @@ def predict_ehr_logits(
     """The member's logits for every cohort stay (all splits), from its saved weights."""
     spec = get_task(task.name).spec
     samples = sampling.ehr_samples(cohort, timeseries, spec.labels)
-    model = glue.build_teacher(member, spec.num_outputs)
-    model.load_state_dict(weights)
+    model = glue.build_teacher(member, spec.num_outputs, ehr_channels=glue.ehr_width(timeseries))
+    glue.load_weights(model, weights)
     logits = glue.predict_member(model, glue.ehr_dataset(samples, timeseries, spec.labels), cache)
     return glue.MemberLogits(
         modality="ehr",

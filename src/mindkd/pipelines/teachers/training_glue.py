@@ -21,8 +21,9 @@ from torch import Tensor
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.models.batch import TaskKind
-from mindkd.models.registry import build_encoder, count_parameters
+from mindkd.models.registry import build_encoder, count_parameters, with_ehr_channels
 from mindkd.models.student import UnimodalClassifier
+from mindkd.processing.normalise import store_layout
 from mindkd.training.data import MultiModalDataset, SampleTable, make_loader
 from mindkd.training.device import resolve_device
 from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
@@ -53,13 +54,27 @@ class MemberLogits:
 
 
 def build_teacher(
-    member: MemberParams, num_outputs: int, seed: int | None = None
+    member: MemberParams,
+    num_outputs: int,
+    seed: int | None = None,
+    *,
+    ehr_channels: int | None = None,
 ) -> UnimodalClassifier:
-    """The member's network with a fresh head; seeded first when ``seed`` is given."""
+    """The member's network with a fresh head; seeded first when ``seed`` is given.
+
+    An EHR member needs ``ehr_channels``, the width of the time-series store it reads
+    (``ehr_width``); a CXR member ignores it.
+    """
     if seed is not None:
         seed_everything(seed)
-    encoder = build_encoder(member.encoder, **member.settings)
+    settings = with_ehr_channels(member.encoder, member.settings, ehr_channels)
+    encoder = build_encoder(member.encoder, **settings)
     return UnimodalClassifier(encoder, num_outputs, head_dropout=member.head_dropout)
+
+
+def ehr_width(store: ArrayStore) -> int:
+    """Columns per hour of the time-series store: the EHR members' ``in_channels``."""
+    return store_layout(store).width
 
 
 def ehr_dataset(
@@ -121,6 +136,25 @@ def encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if k.startswith(ENCODER_PREFIXES)}
 
 
+def load_weights(model: UnimodalClassifier, weights: Mapping[str, Tensor]) -> None:
+    """Load a member's trained weights into ``model`` (strict).
+
+    Raises ``ValueError`` when an EHR member's weights do not fit: they were trained on a
+    time-series store of another width than the one ``model`` was built for.
+    """
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        if model.modality != "ehr":
+            raise
+        raise ValueError(
+            f"the member's weights do not fit an EHR encoder of in_channels="
+            f"{model.encoder.in_channels} (the columns per hour of <task>.timeseries now): they "
+            "were trained on a store of another width (was `ehr.categorical` changed?); run the "
+            f"teachers again. {exc}"
+        ) from exc
+
+
 def load_encoder(model: UnimodalClassifier, state_dict: Mapping[str, Tensor]) -> None:
     """Load the encoder weights of ``state_dict`` into ``model``, keeping its own (new) head.
 
@@ -153,11 +187,15 @@ def predict_member(
 def member_provenance(
     model: UnimodalClassifier, member: MemberParams, weights_sha256: str
 ) -> dict[str, Any]:
-    """What identifies a member in the cache: modality, encoder and settings, size, weights digest."""
+    """What identifies a member in the cache: modality, encoder and settings (an EHR member's with
+    the ``in_channels`` it was built with), size, weights digest."""
+    settings = dict(member.settings)
+    if model.modality == "ehr":
+        settings["in_channels"] = model.encoder.in_channels
     return {
         "modality": model.modality,
         "encoder": member.encoder,
-        "settings": dict(member.settings),
+        "settings": settings,
         "head_dropout": member.head_dropout,
         "parameters": count_parameters(model),
         "weights_sha256": weights_sha256,
