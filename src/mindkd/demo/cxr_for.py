@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -55,6 +54,7 @@ from mindkd.demo.generator import (
     _add,
     _auroc,
     _ImageSink,
+    replace_export,
 )
 from mindkd.demo.writer import CsvGzWriter, WriterPool
 from mindkd.io.raw import arrow_to_pandas, check_columns, read_mimic_table
@@ -518,16 +518,8 @@ def _is_previous_export(out: Path) -> bool:
 
 def _prepare(out: Path) -> None:
     """Make ``out``; replace a previous ``--cxr-for`` export there, refuse anything else."""
-    present = [out / p for p in (MIMIC_CXR_DIR, TRUTH_DIR) if (out / p).exists()]
-    if present and not _is_previous_export(out):
-        raise FileExistsError(
-            f"{out} already holds {[p.name for p in present]} that are not a --cxr-for export "
-            "(a demo export or other data); choose another OUT folder (nothing is overwritten)."
-        )
-    for path in present:
-        logger.info("Replacing the previous --cxr-for export in %s", path)
-        shutil.rmtree(path)
-    out.mkdir(parents=True, exist_ok=True)
+    ours = _is_previous_export(out)
+    replace_export(out, (MIMIC_CXR_DIR, TRUTH_DIR), ours=ours, kind="--cxr-for")
 
 
 class _Export:

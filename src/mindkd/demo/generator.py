@@ -180,19 +180,25 @@ def generate(out_dir: str | Path, config: DemoConfig) -> Manifest:
     return manifest
 
 
-def _prepare(out: Path) -> None:
-    """Make ``out``; clear a previous demo export there, refuse anything else."""
-    ours = [out / MIMIC_IV_DIR, out / MIMIC_CXR_DIR, out / TRUTH_DIR]
-    present = [p for p in ours if p.exists()]
-    if present and not (out / TRUTH_DIR / MANIFEST_FILE).is_file():
+def replace_export(out: Path, parts: tuple[str, ...], *, ours: bool, kind: str) -> None:
+    """Make ``out`` and remove the ``parts`` of a previous ``kind`` export there (``ours``: the
+    manifest says it is one); refuse to touch them otherwise: real data is never overwritten."""
+    present = [out / p for p in parts if (out / p).exists()]
+    if present and not ours:
         raise FileExistsError(
-            f"{out} already holds {[p.name for p in present]} that are not a demo export; "
-            "choose an empty OUT_DIR (the generator never overwrites real data)."
+            f"{out} already holds {[p.name for p in present]} that are not a {kind} export "
+            "(real or other data: nothing is overwritten); choose another OUT folder."
         )
     for path in present:
-        logger.info("Replacing the previous demo export in %s", path)
+        logger.info("Replacing the previous %s export in %s", kind, path)
         shutil.rmtree(path)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out``; clear a previous demo export there, refuse anything else."""
+    ours = (out / TRUTH_DIR / MANIFEST_FILE).is_file()
+    replace_export(out, (MIMIC_IV_DIR, MIMIC_CXR_DIR, TRUTH_DIR), ours=ours, kind="demo")
 
 
 class _Export:
