@@ -366,15 +366,20 @@ def child_stage(root: Path, block_size: int, n_buckets: int, out: Path) -> dict[
     from mindkd.io.event_parts import EventPartsDataset
     from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
     from mindkd.processing.events import clean_events
-    from mindkd.processing.ingest import ingest_events
+    from mindkd.processing.ingest import Lookback, ingest_events
 
     logging.basicConfig(level=logging.WARNING)
+    admissions = root / "hosp/admissions.csv.gz"
     start = time.perf_counter()
     stream = ingest_events(
         MimicEventsDataset(str(root / "icu/chartevents.csv.gz"), "chartevents", block_size).load(),
         MimicEventsDataset(str(root / "hosp/labevents.csv.gz"), "labevents", block_size).load(),
         MimicTableDataset(str(root / "icu/icustays.csv.gz"), "icustays").load(),
         n_buckets=n_buckets,
+        admissions=(  # the look-back as the pipeline runs it (ehr.lookback_hours: 24)
+            MimicTableDataset(str(admissions), "admissions").load() if admissions.exists() else None
+        ),
+        lookback=Lookback(),
     )
     raw_store = EventPartsDataset(str(out / "events_raw"))
     raw_store.save(stream)
