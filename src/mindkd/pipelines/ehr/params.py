@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mindkd.mimic.variables import (
     DEFAULT_RANGE_PROFILE,
     SLOW_VARIABLES,
-    VARIABLE_NAMES,
     RangeProfile,
 )
 from mindkd.processing.ingest import Lookback
@@ -50,9 +49,7 @@ class EhrParams(BaseModel):
     @field_validator("lookback_variables")
     @classmethod
     def _known_variables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(VARIABLE_NAMES))
-        if unknown:
-            raise ValueError(f"unknown variable(s) {unknown}; known: {list(VARIABLE_NAMES)}")
+        Lookback(variables=value)  # names the unknown variable(s) and the known ones
         return value
 
     @property
