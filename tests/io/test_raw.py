@@ -174,3 +174,47 @@ def test_prefetching_reader_stops_cleanly_when_abandoned(tmp_path: Path) -> None
     first = next(batches)
     assert first.num_rows > 0
     batches.close()  # the background thread is stopped and joined, nothing hangs
+
+
+def _truncated(path: Path, keep: float = 0.6) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_truncated_event_file_names_the_file_and_what_to_do(tmp_path: Path, prefetch: int) -> None:
+    # incompressible values, so the gzip file is large enough to be cut after its header
+    rows = [f"10000001,20000001,30000001,7,2180-01-01 00:00:00,,220045,{i},{i},bpm,0"
+            for i in range(0, 40_000_000, 331)]  # fmt: skip
+    path = _truncated(write_gz(tmp_path / "chartevents.csv.gz", "\n".join([CHART_HEADER, *rows])))
+    reader = MimicEventsDataset(str(path), "chartevents", block_size=1 << 16, prefetch=prefetch)
+    with pytest.raises(MimicSourceError, match=r"chartevents\.csv\.gz .*cannot be read to its "
+                       r"end: .*[Tt]runcated.*gzip -t .*download it again"):  # fmt: skip
+        sum(batch.num_rows for batch in reader.load())
+
+
+def test_truncated_table_names_the_file(tmp_path: Path) -> None:
+    header = ICUSTAYS.split("\n", maxsplit=1)[0].removesuffix(",extra")
+    rows = [f"{10000000 + i},{20000000 + i},{30000000 + i},MICU,MICU,2180-01-01 00:00:00,"
+            f"2180-01-03 12:00:00,2.5" for i in range(0, 3_000_000, 31)]  # fmt: skip
+    path = _truncated(write_gz(tmp_path / "icustays.csv.gz", "\n".join([header, *rows])))
+    with pytest.raises(MimicSourceError, match=r"icustays\.csv\.gz .*[Tt]runcated.*gzip -t"):
+        MimicTableDataset(str(path), "icustays").load()
+
+
+@pytest.mark.parametrize("table", ["icustays", "chartevents", "labevents"])
+def test_a_header_without_rows_is_an_error(tmp_path: Path, table: str) -> None:
+    headers = {
+        "icustays": ICUSTAYS.split("\n", maxsplit=1)[0],
+        "chartevents": CHART_HEADER,
+        "labevents": "labevent_id,subject_id,hadm_id,specimen_id,itemid,order_provider_id,"
+        "charttime,storetime,value,valuenum,valueuom,ref_range_lower,ref_range_upper,flag,"
+        "priority,comments",
+    }
+    path = write_gz(tmp_path / f"{table}.csv.gz", headers[table] + "\n")
+    with pytest.raises(MimicSourceError, match=rf"{table}\.csv\.gz .*header but no rows"):
+        if table == "icustays":
+            MimicTableDataset(str(path), table).load()
+        else:
+            list(MimicEventsDataset(str(path), table).load())

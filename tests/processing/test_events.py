@@ -509,7 +509,8 @@ def test_both_passes_as_kedro_nodes_with_versioned_stores(tmp_path: Path) -> Non
         root / "icu/chartevents.csv.gz",
         [CHART_HEADER, row.format(1, 80, 80), row.format(2, 90, 90)],
     )
-    write_gz(root / "hosp/labevents.csv.gz", [LAB_HEADER])
+    lab = "1,10000009,,1,50931,,2180-01-02 00:00:00,,100,100,mg/dL,,,,,"  # a subject with no stay
+    write_gz(root / "hosp/labevents.csv.gz", [LAB_HEADER, lab])
     catalog = DataCatalog.from_config(
         {
             "icustays": {"type": "mindkd.io.raw.MimicTableDataset", "table": "icustays",

@@ -15,7 +15,10 @@
 
 Both check the header first: a missing file, or a missing column, raises ``MimicSourceError`` naming
 the file, the table, the column, the columns found and the config key to set. Extra columns are fine
-(real exports add some). Saving raises: the sources are never written.
+(real exports add some). A file that ends early (a truncated download: "Truncated compressed
+stream") or holds a header and no row raises ``MimicSourceError`` naming the file and what to do;
+no MIMIC-IV table the pipeline reads is empty in a real export. Saving raises: the sources are never
+written.
 
 Example catalog entries::
 
@@ -83,8 +86,8 @@ def check_columns(path: Path, schema: TableSchema, needed: Sequence[str]) -> lis
         header = read_header(path)
     except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
         raise MimicSourceError(
-            f"Cannot read the header of {path} (table '{schema.name}'): {exc}; is it a gzip CSV "
-            f"export of MIMIC-IV? {MIMIC_IV_DIR_HINT}."
+            f"Cannot read the header of {path} (table '{schema.name}'): {exc}; is it a complete "
+            f"gzip CSV export of MIMIC-IV (check with `gzip -t {path}`)? {MIMIC_IV_DIR_HINT}."
         ) from exc
     missing = [c for c in needed if c not in header]
     if missing:
@@ -107,6 +110,29 @@ def _convert_options(schema: TableSchema, columns: Sequence[str]) -> pa_csv.Conv
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
         timestamp_parsers=[pa_csv.ISO8601],
+    )
+
+
+def _unreadable(path: Path, schema: TableSchema, exc: Exception) -> MimicSourceError:
+    return MimicSourceError(
+        f"{path} (table '{schema.name}') cannot be read to its end: {exc}. The file is truncated "
+        f"or corrupt (an interrupted download?): check it with `gzip -t {path}` and download it "
+        f"again; {MIMIC_IV_DIR_HINT}."
+    )
+
+
+def _read_failure(path: Path, schema: TableSchema, exc: Exception) -> MimicSourceError:
+    """A value that does not parse, or a file that ends early (truncated gzip), named as such."""
+    if isinstance(exc, pa.ArrowInvalid) and "compress" not in str(exc).lower():
+        return _conversion_error(path, schema, exc)
+    return _unreadable(path, schema, exc)
+
+
+def _no_rows(path: Path, schema: TableSchema) -> MimicSourceError:
+    return MimicSourceError(
+        f"{path} (table '{schema.name}') has a header but no rows: a MIMIC-IV export never has "
+        f"an empty {schema.name} (a failed download or an emptied file?); download it again; "
+        f"{MIMIC_IV_DIR_HINT}."
     )
 
 
@@ -150,8 +176,10 @@ def read_mimic_table(
             read_options=pa_csv.ReadOptions(block_size=DEFAULT_BLOCK_SIZE),
             convert_options=_convert_options(schema, names),
         )
-    except pa.ArrowInvalid as exc:
-        raise _conversion_error(path, schema, exc) from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _read_failure(path, schema, exc) from exc
+    if not data.num_rows:
+        raise _no_rows(path, schema)
     for name in schema.non_nullable_text():
         if name in names:
             position = data.schema.get_field_index(name)
@@ -266,20 +294,24 @@ class MimicEventReader:
                     ),
                     convert_options=_convert_options(self.schema, self.columns),
                 )
-            except pa.ArrowInvalid as exc:
-                raise _conversion_error(self.path, self.schema, exc) from exc
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise _read_failure(self.path, self.schema, exc) from exc
             order = list(self.columns)
+            rows = 0
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     break
-                except pa.ArrowInvalid as exc:
-                    raise _conversion_error(self.path, self.schema, exc) from exc
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise _read_failure(self.path, self.schema, exc) from exc
                 self.bytes_read = raw.tell()
+                rows += batch.num_rows
                 if batch.schema.names != order:
                     batch = batch.select(order)
                 yield batch
+            if not rows:
+                raise _no_rows(self.path, self.schema)
         self.bytes_read = self.size_bytes
 
 
