@@ -152,13 +152,47 @@ def test_stay_cohort_and_flow(icustays: pd.DataFrame, patients: pd.DataFrame) ->
     assert table["step"].tolist() == [
         "icustays",
         "drop_missing_times",
+        "drop_reversed_times",
+        "drop_impossible_ages",
         "drop_transfers",
         "keep_single_stay_admissions",
         "keep_adults",
     ]
-    assert table["kept"].tolist() == [9, 9, 7, 5, 4]
-    assert table["dropped"].tolist() == [0, 0, 2, 2, 1]
+    assert table["kept"].tolist() == [9, 9, 9, 9, 7, 5, 4]
+    assert table["dropped"].tolist() == [0, 0, 0, 0, 2, 2, 1]
     json.dumps(flow.to_dict())
+
+
+def test_impossible_stays_are_dropped_each_with_its_reason(
+    icustays: pd.DataFrame, patients: pd.DataFrame
+) -> None:
+    bad = icustays[icustays["stay_id"].isin([1001, 1002])].copy()
+    bad["stay_id"] = [2001, 2002]
+    bad["hadm_id"] = [901, 902]
+    bad["outtime"] = bad["intime"] - H  # 2001: ends an hour before it starts
+    bad.loc[bad["stay_id"] == 2002, ["intime", "outtime"]] = [
+        pd.Timestamp("2300-01-01"),
+        pd.Timestamp("2300-01-03"),
+    ]  # fmt: skip  age 60 + 150
+    young = icustays[icustays["stay_id"] == 1001].assign(stay_id=2003, hadm_id=903, subject_id=8)
+    patients = pd.concat(  # subject 8: anchor_age 20 at 2200, so aged -30 in 2150
+        [patients, patients.iloc[:1].assign(subject_id=8, anchor_year=2200, anchor_age=20)]
+    )
+    flow = CohortFlow()
+    cohort = build_stay_cohort(pd.concat([icustays, bad, young]), patients, flow)
+    assert not {2001, 2002, 2003} & set(cohort["stay_id"])
+    steps = flow.to_frame().set_index("step")
+    assert steps.loc["drop_reversed_times", "dropped"] == 1
+    assert steps.loc["drop_impossible_ages", "dropped"] == 2  # age 210 and age -30
+    assert steps.loc["keep_adults", "dropped"] == 1  # only the real minor of the fixture
+    assert "corrupt" in steps.loc["drop_impossible_ages", "reason"]
+
+
+def test_duplicate_stay_ids_are_named(icustays: pd.DataFrame, patients: pd.DataFrame) -> None:
+    doubled = pd.concat([icustays, icustays[icustays["stay_id"] == 1004]])
+    with pytest.raises(CohortError, match=r"2 rows sharing 1 stay_id value\(s\), e\.g\. \[1004\]"
+                       r".*icustays\.csv\.gz again"):  # fmt: skip
+        build_stay_cohort(doubled, patients)
 
 
 def test_missing_column_is_named(icustays: pd.DataFrame, patients: pd.DataFrame) -> None:

@@ -6,9 +6,15 @@ matters: a transfer is removed before admissions are counted, so an admission wh
 a transfer keeps its other stay):
 
 1. ``drop_missing_times``: stays without ``intime`` or ``outtime`` (none in a clean export);
-2. ``drop_transfers``: ``first_careunit != last_careunit``;
-3. ``keep_single_stay_admissions``: admissions (``hadm_id``) with exactly one remaining stay;
-4. ``keep_adults``: age at intime = ``anchor_age + year(intime) - anchor_year >= 18``.
+2. ``drop_reversed_times``: stays whose ``outtime`` is before their ``intime``;
+3. ``drop_impossible_ages``: an age at intime below 0 or above ``MAX_AGE`` (a corrupt date or
+   anchor: a stay in the year 2300 gives 189), each kind counted apart from the minors;
+4. ``drop_transfers``: ``first_careunit != last_careunit``;
+5. ``keep_single_stay_admissions``: admissions (``hadm_id``) with exactly one remaining stay;
+6. ``keep_adults``: age at intime = ``anchor_age + year(intime) - anchor_year >= 18``.
+
+The first three remove records that cannot be true; the last three are the cohort rules of
+../shared/MIMIC.md.
 
 Task cohorts:
 
@@ -46,6 +52,8 @@ from mindkd.processing.timeseries import (
 logger = logging.getLogger(__name__)
 
 ADULT_AGE = 18
+#: Ages above this are no real age (MIMIC-IV caps anchor_age at 91; a subject's dates span years).
+MAX_AGE = 120
 IHM_HOURS = 48
 COHORT_COLUMNS: tuple[str, ...] = ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "split")
 STAY_COLUMNS: tuple[str, ...] = (
@@ -132,6 +140,23 @@ def drop_missing_times(stays: pd.DataFrame, flow: CohortFlow | None = None) -> p
     return _keep(stays, keep, flow, "drop_missing_times", "intime or outtime missing")
 
 
+def drop_reversed_times(stays: pd.DataFrame, flow: CohortFlow | None = None) -> pd.DataFrame:
+    """Stays that end at or after they start (``outtime >= intime``)."""
+    _require(stays, ["intime", "outtime"], "icustays")
+    keep = pd.to_datetime(stays["outtime"]) >= pd.to_datetime(stays["intime"])
+    return _keep(stays, keep, flow, "drop_reversed_times", "outtime before intime")
+
+
+def drop_impossible_ages(
+    stays: pd.DataFrame, patients: pd.DataFrame, flow: CohortFlow | None = None
+) -> pd.DataFrame:
+    """Stays whose age at intime is a possible age, ``[0, MAX_AGE]`` (or unknown: no patient)."""
+    age = age_at_intime(stays, patients)
+    keep = age.isna() | age.between(0, MAX_AGE)
+    reason = f"age at intime below 0 or above {MAX_AGE} (a corrupt date or anchor_year)"
+    return _keep(stays, keep, flow, "drop_impossible_ages", reason)
+
+
 def drop_transfers(stays: pd.DataFrame, flow: CohortFlow | None = None) -> pd.DataFrame:
     """Stays that stayed in one care unit (``first_careunit == last_careunit``)."""
     _require(stays, ["first_careunit", "last_careunit"], "icustays")
@@ -185,11 +210,20 @@ def build_stay_cohort(
 ) -> pd.DataFrame:
     """The shared cohort: every rule above, in order, on ``icu/icustays``."""
     _require(icustays, STAY_COLUMNS, "icustays")
-    if icustays["stay_id"].duplicated().any():
-        raise CohortError("icustays has duplicate stay_id rows")
+    repeated = icustays["stay_id"].duplicated(keep=False)
+    if repeated.any():
+        ids = icustays.loc[repeated, "stay_id"].drop_duplicates()
+        raise CohortError(
+            f"icustays (<mimic_iv_dir>/icu/icustays.csv.gz) has {int(repeated.sum())} rows "
+            f"sharing {len(ids)} stay_id value(s), e.g. {ids.head(5).tolist()}: a stay is one "
+            "row in a MIMIC-IV export, so the file is corrupt or two exports were joined; "
+            "download icu/icustays.csv.gz again"
+        )
     if flow is not None:
         flow.record("icustays", len(icustays), len(icustays), "all ICU stays")
     stays = drop_missing_times(icustays, flow)
+    stays = drop_reversed_times(stays, flow)
+    stays = drop_impossible_ages(stays, patients, flow)
     stays = drop_transfers(stays, flow)
     stays = keep_single_stay_admissions(stays, flow)
     stays = keep_adults(stays, patients, flow)
