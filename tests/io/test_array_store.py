@@ -177,5 +177,5 @@ def test_empty_store_round_trips(tmp_path: Path) -> None:
 def test_missing_store_is_reported(tmp_path: Path) -> None:
     dataset = ArrayStoreDataset(filepath=str(tmp_path / "nothing"))
     assert not dataset.exists()
-    with pytest.raises(DatasetError, match="not a saved ArrayStore"):
+    with pytest.raises(DatasetError, match=r"nothing is not a complete dataset: meta\.json"):
         dataset.load()

@@ -96,13 +96,16 @@ def test_versions_load_separately_with_their_provenance(tmp_path: Path) -> None:
         loaded = LogitCacheDataset(filepath=path, version=Version(version, None)).load()
         assert loaded.logits("ehr", "lstm", [101])[0, 0] == offset
         assert loaded.provenance["members"]["lstm"]["weights_sha256"] == str(offset) * 64
+        assert loaded.source == f"{path}/{version}/teacher_logits"  # errors name the version
     latest = LogitCacheDataset(filepath=path, version=Version(None, None)).load()
     assert latest.logits("ehr", "lstm", [101])[0, 0] == 1.0
+    assert latest.source == f"{path}/{versions[1]}/teacher_logits"
+    assert _cache().source is None and latest.provenance_members("ehr") == ["lstm"]
 
 
 def test_load_of_a_foreign_folder_says_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
-    with pytest.raises(DatasetError, match=r"provenance\.json not found"):
+    with pytest.raises(DatasetError, match=r"cache is not a complete dataset: provenance\.json"):
         LogitCacheDataset(filepath=str(tmp_path / "cache")).load()
     with pytest.raises(DatasetError, match="saves a LogitCache"):
         LogitCacheDataset(filepath=str(tmp_path / "cache")).save(pd.DataFrame())  # type: ignore[arg-type]

@@ -32,9 +32,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,7 @@ import numpy as np
 import pandas as pd
 from kedro.io.core import DatasetError, Version
 
-from mindkd.io.fsspec_base import FsspecVersionedDataset
+from mindkd.io.fsspec_base import FsspecVersionedDataset, incomplete, staged
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +182,7 @@ class ArrayStoreDataset(FsspecVersionedDataset[ArrayStore, ArrayStore]):
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         optional: bool = False,
+        rebuild: str | None = None,
     ) -> None:
         super().__init__(
             filepath=filepath,
@@ -191,6 +190,7 @@ class ArrayStoreDataset(FsspecVersionedDataset[ArrayStore, ArrayStore]):
             credentials=credentials,
             fs_args=fs_args,
             metadata=metadata,
+            rebuild=rebuild,
         )
         self._optional = optional
         self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
@@ -205,7 +205,7 @@ class ArrayStoreDataset(FsspecVersionedDataset[ArrayStore, ArrayStore]):
         folder = self._load_location()
         meta_path = f"{folder}/{META_FILE}"
         if not self._fs.exists(meta_path):
-            raise DatasetError(f"{meta_path} not found: {folder} is not a saved ArrayStore")
+            raise incomplete(folder, f"{META_FILE} (written last) is missing", self._rebuild)
         with self._fs.open(meta_path, "r") as handle:
             meta = json.load(handle)
         if meta.get("format") != FORMAT_NAME:
@@ -221,15 +221,23 @@ class ArrayStoreDataset(FsspecVersionedDataset[ArrayStore, ArrayStore]):
 
     def _load_array(self, folder: str, name: str, spec: Mapping[str, Any]) -> np.ndarray:
         path = f"{folder}/{spec['file']}"
-        if self._protocol == "file":
-            array = np.load(path, mmap_mode=self._load_args.get("mmap_mode"), allow_pickle=False)
-        else:
-            with self._fs.open(path, "rb") as handle:
-                array = np.load(handle, allow_pickle=False)
+        try:
+            if self._protocol == "file":
+                mode = self._load_args.get("mmap_mode")
+                array = np.load(path, mmap_mode=mode, allow_pickle=False)
+            else:
+                with self._fs.open(path, "rb") as handle:
+                    array = np.load(handle, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise incomplete(
+                folder, f"{spec['file']} cannot be read ({exc})", self._rebuild
+            ) from exc
         if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
-            raise DatasetError(
-                f"{path}: shape {array.shape} / dtype {array.dtype} do not match {META_FILE} "
-                f"({tuple(spec['shape'])} / {spec['dtype']}); the store folder was modified"
+            raise incomplete(
+                folder,
+                f"{spec['file']} has shape {array.shape} / dtype {array.dtype}, {META_FILE} says "
+                f"{tuple(spec['shape'])} / {spec['dtype']}",
+                self._rebuild,
             )
         return array
 
@@ -264,16 +272,8 @@ def _is_stored_at(store: ArrayStore, folder: Path) -> bool:
 
 def _write_local_atomic(store: ArrayStore, target: Path) -> None:
     """Write into a hidden sibling folder, then swap it in, so a crash never leaves half a store."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with staged(target) as staging:
         _write_folder(store, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_folder(store: ArrayStore, folder: Path) -> list[Path]:

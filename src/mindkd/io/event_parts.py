@@ -12,10 +12,13 @@ The pattern, for streams too big for memory with Kedro's "nodes do not write fil
    buffered up to ``buffer_bytes`` over all buckets, then every bucket's rows are appended as a
    row group, so memory stays flat whatever the input size. A stream of whole buckets
    (``whole_buckets``: one chunk per bucket, as pass 2 makes) is written and closed bucket by
-   bucket. Then ``_stats.json`` gets the stream's final stats (and ``_schema.arrow`` the arrow
-   schema). The folder is written under a temporary name and renamed when complete, so a failed
-   run never leaves a half-written store.
-3. Its ``load`` returns an ``EventParts``: the list of bucket files, ``stats``, ``read(bucket)`` and
+   bucket. Then ``_parts.json`` gets the bucket count and the rows of every bucket,
+   ``_schema.arrow`` the arrow schema and ``_stats.json`` (written last) the stream's final stats.
+   The folder is written under a temporary name and renamed when complete, so a failed or killed
+   run never leaves a half-written store (``mindkd.io.fsspec_base.staged``).
+3. Its ``load`` checks the store is whole (every bucket file there, each with the rows
+   ``_parts.json`` says) and returns an ``EventParts``: the list of bucket files, ``stats``,
+   ``read(bucket)`` and
    iteration over ``(bucket, table)``. The next node (e.g. pass 2, cleaning) works bucket by bucket
    and returns another stream, saved by another ``EventPartsDataset``.
 
@@ -35,8 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -47,10 +48,13 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
+from mindkd.io.fsspec_base import incomplete, staged
+
 logger = logging.getLogger(__name__)
 
 STATS_FILE = "_stats.json"
 SCHEMA_FILE = "_schema.arrow"
+PARTS_FILE = "_parts.json"
 PART_FORMAT = "part-{:05d}.parquet"
 DEFAULT_BUFFER_BYTES = 16 << 20
 #: A chunk of a stream: one bucket's rows as ``(bucket, table)``, or a table of many buckets'
@@ -73,19 +77,22 @@ class EventStreamLike(Protocol):
 class EventParts:
     """A saved event store: one parquet file per bucket, plus the stats of the stream behind it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rebuild: str | None = None) -> None:
         self.path = Path(path)
         stats_path = self.path / STATS_FILE
         if not stats_path.is_file():
-            raise DatasetError(f"{self.path} is not a complete event store: {STATS_FILE} missing.")
+            raise incomplete(str(self.path), f"{STATS_FILE} (written last) is missing", rebuild)
         self.stats: dict[str, Any] = json.loads(stats_path.read_text())
         self.files: list[Path] = sorted(self.path.glob("part-*.parquet"))
         self.n_buckets = len(self.files)
         expected = [self.path / PART_FORMAT.format(b) for b in range(self.n_buckets)]
         if self.files != expected:
-            raise DatasetError(
-                f"{self.path}: bucket files are not part-00000 .. part-N: {self.files}"
+            raise incomplete(
+                str(self.path),
+                f"bucket files are not part-00000 .. part-N: {[f.name for f in self.files]}",
+                rebuild,
             )
+        self._check_parts(rebuild)
         schema_path = self.path / SCHEMA_FILE
         # parquet has no second-resolution timestamps: the saved arrow schema restores them
         self.schema: pa.Schema = (
@@ -93,6 +100,30 @@ class EventParts:
             if schema_path.is_file()
             else pq.read_schema(self.files[0])
         )
+
+    def _check_parts(self, rebuild: str | None) -> None:
+        """Every bucket written has its file, with the rows written (from ``_parts.json``)."""
+        parts_path = self.path / PARTS_FILE
+        if not parts_path.is_file():  # a store from before _parts.json: the file count only
+            return
+        parts = json.loads(parts_path.read_text())
+        if parts["n_buckets"] != self.n_buckets:
+            raise incomplete(
+                str(self.path),
+                f"{self.n_buckets} bucket files, {PARTS_FILE} says {parts['n_buckets']}",
+                rebuild,
+            )
+        for bucket, (file, rows) in enumerate(zip(self.files, parts["rows"], strict=True)):
+            try:
+                found = pq.ParquetFile(file).metadata.num_rows
+            except (OSError, pa.ArrowException) as exc:
+                raise incomplete(str(self.path), f"{file.name}: {exc}", rebuild) from exc
+            if found != rows:
+                raise incomplete(
+                    str(self.path),
+                    f"bucket {bucket} ({file.name}) holds {found} rows, {PARTS_FILE} says {rows}",
+                    rebuild,
+                )
 
     def read(self, bucket: int, columns: list[str] | None = None) -> pa.Table:
         """Bucket ``bucket`` whole, as one arrow table with the saved schema."""
@@ -274,32 +305,28 @@ def write_event_parts(
     when None, the stream's own ``stats`` attribute is used.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    writer = _BucketWriter(
-        staging,
-        schema,
-        n_buckets,
-        buffer_bytes=buffer_bytes,
-        compression=compression,
-        whole_buckets=whole_buckets,
-    )
-    try:
-        for chunk in stream:
-            writer.add(chunk)
-        writer.close()
+    with staged(path) as staging:
+        staging.mkdir()
+        writer = _BucketWriter(
+            staging,
+            schema,
+            n_buckets,
+            buffer_bytes=buffer_bytes,
+            compression=compression,
+            whole_buckets=whole_buckets,
+        )
+        try:
+            for chunk in stream:
+                writer.add(chunk)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
         final_stats = stats if stats is not None else getattr(stream, "stats", {})
+        rows = [writer.rows.get(b, 0) for b in range(n_buckets)]
+        (staging / PARTS_FILE).write_text(json.dumps({"n_buckets": n_buckets, "rows": rows}))
         (staging / SCHEMA_FILE).write_bytes(schema.serialize().to_pybytes())
         (staging / STATS_FILE).write_text(json.dumps(final_stats, indent=2, sort_keys=False))
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    except BaseException:
-        writer.abort()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Wrote %s rows in %s buckets to %s", sum(writer.rows.values()), n_buckets, path)
     return writer.rows
 
@@ -323,14 +350,16 @@ class EventPartsDataset(AbstractVersionedDataset[EventStreamLike, EventParts]):
         compression: str = "snappy",
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
+        rebuild: str | None = None,
     ) -> None:
         super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
+        self._rebuild = rebuild
         self._buffer_bytes = int(buffer_bytes)
         self._compression = compression
         self.metadata = metadata
 
     def load(self) -> EventParts:
-        return EventParts(Path(str(self._get_load_path())))
+        return EventParts(Path(str(self._get_load_path())), self._rebuild)
 
     def save(self, data: EventStreamLike) -> None:
         for attribute in ("schema", "n_buckets", "stats"):

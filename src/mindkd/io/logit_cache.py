@@ -26,13 +26,15 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from kedro.io.core import DatasetError
 
-from mindkd.io.fsspec_base import FsspecVersionedDataset
+from mindkd.io.fsspec_base import FsspecVersionedDataset, incomplete, staged
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +65,13 @@ class LogitCache:
             ``split`` (train/val/test), ``member`` and ``logit_0 .. logit_{K-1}`` (float32).
         provenance: JSON-serialisable facts: ``task``, ``kind``, ``members`` (per member: modality,
             encoder, settings, parameters, weights_sha256), ``inputs`` (fingerprint).
+        source: the folder it was loaded from (the version folder of a versioned cache); None for
+            a cache made in memory. Errors about the cache name it.
     """
 
     table: pd.DataFrame
     provenance: dict[str, Any] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)
     _lookup: dict[tuple[str, str], pd.Series] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -82,6 +87,11 @@ class LogitCache:
         """The members of ``modality`` in the cache, in order of first appearance."""
         rows = self.table["modality"] == modality
         return list(dict.fromkeys(self.table.loc[rows, "member"]))
+
+    def provenance_members(self, modality: str) -> list[str]:
+        """The members of ``modality`` that the provenance says the cache was made from."""
+        members: dict[str, Any] = self.provenance.get("members") or {}
+        return [name for name, info in members.items() if info.get("modality") == modality]
 
     def keys(self, modality: str, member: str | None = None, split: str | None = None) -> pd.Series:
         """The keys of ``modality`` (of one member, of one split when given), unique, in table order."""
@@ -165,24 +175,47 @@ class LogitCacheDataset(FsspecVersionedDataset[LogitCache, LogitCache]):
     MARKER = PROVENANCE_FILE  # written last: a folder without it is an interrupted save
 
     def load(self) -> LogitCache:
+        """The cache, checked: its marker, format and row count (``incomplete`` names the folder)."""
         folder = self._load_location()
         provenance_path = f"{folder}/{PROVENANCE_FILE}"
         if not self._fs.exists(provenance_path):
-            raise DatasetError(f"{provenance_path} not found: {folder} is not a saved logit cache")
+            raise incomplete(folder, f"{PROVENANCE_FILE} (written last) is missing", self._rebuild)
         with self._fs.open(provenance_path, "r") as handle:
             stored = json.load(handle)
         if stored.get("format") != FORMAT_NAME:
             raise DatasetError(
                 f"{provenance_path}: format {stored.get('format')!r}, expected {FORMAT_NAME!r}"
             )
-        with self._fs.open(f"{folder}/{LOGITS_FILE}", "rb") as handle:
-            table = pd.read_parquet(handle)
-        return LogitCache(table=table, provenance=stored["provenance"])
+        try:
+            with self._fs.open(f"{folder}/{LOGITS_FILE}", "rb") as handle:
+                table = pd.read_parquet(handle)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise incomplete(
+                folder, f"{LOGITS_FILE} cannot be read ({exc})", self._rebuild
+            ) from exc
+        if len(table) != stored.get("rows"):
+            raise incomplete(
+                folder,
+                f"{LOGITS_FILE} holds {len(table)} rows, {PROVENANCE_FILE} says {stored.get('rows')}",
+                self._rebuild,
+            )
+        return LogitCache(table=table, provenance=stored["provenance"], source=folder)
 
     def save(self, data: LogitCache) -> None:
         if not isinstance(data, LogitCache):
             raise DatasetError(f"LogitCacheDataset saves a LogitCache, got {type(data).__name__}")
         folder = self._save_location()
+        if self._protocol == "file":
+            with staged(Path(folder)) as staging:
+                staging.mkdir()
+                self._write(data, str(staging))
+        else:
+            self._write(data, folder)
+        logger.info("Saved logit cache %s (%d rows)", folder, len(data.table))
+        self._invalidate_cache()
+
+    def _write(self, data: LogitCache, folder: str) -> None:
+        """The table, then the provenance (the marker) last."""
         self._fs.makedirs(folder, exist_ok=True)
         with self._fs.open(f"{folder}/{LOGITS_FILE}", "wb") as handle:
             data.table.to_parquet(handle, index=False)
@@ -195,8 +228,6 @@ class LogitCacheDataset(FsspecVersionedDataset[LogitCache, LogitCache]):
         with self._fs.open(f"{folder}/{PROVENANCE_FILE}", "w") as handle:
             json.dump(stored, handle, indent=2, default=_json_default)
             handle.write("\n")
-        logger.info("Saved logit cache %s (%d rows)", folder, len(data.table))
-        self._invalidate_cache()
 
 
 def _json_default(value: Any) -> Any:

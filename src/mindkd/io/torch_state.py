@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from kedro.io.core import DatasetError, Version
 
-from mindkd.io.fsspec_base import FsspecVersionedDataset
+from mindkd.io.fsspec_base import FsspecVersionedDataset, incomplete, staged
 
 StateDict = dict[str, Any]
 
@@ -40,6 +41,7 @@ class TorchStateDictDataset(FsspecVersionedDataset[StateDict, StateDict]):
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        rebuild: str | None = None,
     ) -> None:
         super().__init__(
             filepath=filepath,
@@ -47,12 +49,18 @@ class TorchStateDictDataset(FsspecVersionedDataset[StateDict, StateDict]):
             credentials=credentials,
             fs_args=fs_args,
             metadata=metadata,
+            rebuild=rebuild,
         )
         self._load_args = {"map_location": "cpu", **(load_args or {})}
 
     def load(self) -> StateDict:
-        with self._fs.open(self._load_location(), "rb") as handle:
-            return torch.load(io.BytesIO(handle.read()), weights_only=True, **self._load_args)
+        location = self._load_location()
+        with self._fs.open(location, "rb") as handle:
+            data = handle.read()
+        try:
+            return torch.load(io.BytesIO(data), weights_only=True, **self._load_args)
+        except (RuntimeError, EOFError, OSError) as exc:  # a truncated or foreign file
+            raise incomplete(location, f"torch cannot read it ({exc})", self._rebuild) from exc
 
     def save(self, data: Mapping[str, Any]) -> None:
         if not isinstance(data, Mapping):
@@ -62,8 +70,13 @@ class TorchStateDictDataset(FsspecVersionedDataset[StateDict, StateDict]):
             )
         buffer = io.BytesIO()
         torch.save(_to_cpu(data), buffer)
-        with self._fs.open(self._save_location(), "wb") as handle:
-            handle.write(buffer.getvalue())
+        location = self._save_location()
+        if self._protocol == "file":
+            with staged(Path(location)) as staging:  # renamed onto the file once complete
+                staging.write_bytes(buffer.getvalue())
+        else:
+            with self._fs.open(location, "wb") as handle:
+                handle.write(buffer.getvalue())
         self._invalidate_cache()
 
 
