@@ -30,6 +30,7 @@ from mindkd.pipelines.distill.variants import (
     specify,
 )
 from mindkd.pipelines.ehr.pipeline import create_pipeline as ehr_pipeline
+from mindkd.pipelines.params import find_problems
 from mindkd.pipelines.teachers.params import MemberParams
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
 from mindkd.pipelines.teachers.training_glue import build_teacher
@@ -161,6 +162,11 @@ def test_every_model_block_resolves_to_exactly_what_the_file_writes(
     assert ihm["teachers"]["cxr"]["pretrain"].fit.epochs == 20
     assert ihm["teachers"]["cxr"]["fit"].lr == pytest.approx(1.0e-4)
     assert ihm["distill"].fit.epochs == 50 and ihm["distill"].fit.amp == "bf16"
+
+
+def test_the_project_parameter_check_accepts_it(raw: dict[str, Any]) -> None:
+    """The check every session runs first (mindkd.pipelines.params) passes the real-scale file."""
+    assert find_problems(raw, settings.TEACHER_MEMBERS) == []
 
 
 def test_pheno_uses_the_same_models_as_ihm(raw: dict[str, Any], validated: dict[str, Any]) -> None:

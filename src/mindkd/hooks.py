@@ -1,4 +1,11 @@
-"""Project hooks: kedro-mlflow's hook, organised per task and tagged with what a run was made from.
+"""Project hooks: the parameter check, and kedro-mlflow's hook organised per task and tagged with what
+a run was made from.
+
+``ParameterCheckHook`` checks the whole merged parameter tree (conf files and ``--params``) against
+the project's typed schema (``mindkd.pipelines.params``) when the Kedro context is created, before
+every other hook: an unknown key, an invalid value or a teacher member slot that
+``settings.TEACHER_MEMBERS`` does not have stops the session before the catalog, the MLflow run
+and any node exist, whichever pipelines are selected.
 
 ``TrackingHook`` extends kedro-mlflow's ``MlflowHook`` (whose own auto-registered copy is disabled in
 ``settings.py``):
@@ -29,6 +36,7 @@ experiment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +82,30 @@ def plain_tree(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain_tree(item) for item in value]
     return value
+
+
+class ParameterCheckHook:
+    """Refuses a session whose parameters the project does not know (``mindkd.pipelines.params``).
+
+    ``after_context_created`` sees the merged parameters, ``--params`` included, before Kedro builds
+    the catalog (where it validates only the blocks that the selected nodes take) and before
+    kedro-mlflow sets up tracking: ``tryfirst`` runs it ahead of ``TrackingHook``'s, so a refused
+    session leaves no MLflow run behind.
+    """
+
+    def __init__(self, members: Mapping[str, Sequence[str]]) -> None:
+        self._members = members
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        from mindkd.pipelines.params import ConfigSources, check_parameters
+
+        loader = context.config_loader
+        try:
+            params = loader["parameters"]
+        except MissingConfigException:
+            params = dict(getattr(loader, "runtime_params", None) or {})
+        check_parameters(params, self._members, ConfigSources.from_loader(loader))
 
 
 class TrackingHook(MlflowHook):

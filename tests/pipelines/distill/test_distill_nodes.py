@@ -8,6 +8,7 @@ import pytest
 import torch
 from distill_data import MEMBER_PARAMETERS, MEMBERS, DistillInputs, distill_params, task_params
 
+from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.distill import glue, nodes
 from mindkd.pipelines.distill.samples import DistillDataError
 from mindkd.pipelines.distill.variants import ModelSpec, StudentTooLargeError, build_model
@@ -94,13 +95,65 @@ def test_kd_targets_are_the_cached_ensemble_by_key(inputs: DistillInputs) -> Non
     assert prepared["sizes"]["ensembles_total"] == 4 * MEMBER_PARAMETERS
 
 
+def _without(cache: LogitCache, rows: pd.Series, source: str = "teacher_logits/V/x") -> LogitCache:
+    return LogitCache(table=cache.table[~rows], provenance=cache.provenance, source=source)
+
+
 def test_a_cache_of_another_cohort_is_refused(inputs: DistillInputs) -> None:
+    """Every member lacks one stay of the samples: the cache was made for other stays."""
     samples = _samples(inputs)
-    cache = type(inputs.cache)(
-        table=inputs.cache.table.iloc[1:], provenance=inputs.cache.provenance
-    )
-    with pytest.raises(DistillDataError, match=r"lacks ehr keys.*re-run teachers"):
+    table = inputs.cache.table
+    stay = str(samples["stay_id"].iloc[0])
+    cache = _without(inputs.cache, (table["modality"] == "ehr") & (table["key"] == stay))
+    with pytest.raises(
+        DistillDataError, match=r"cache teacher_logits/V/x lacks ehr keys.*re-run teachers"
+    ):
         nodes.read_teacher_targets(cache, samples, distill_params(), task_params())
+
+
+@pytest.mark.parametrize("modality", ["ehr", "cxr"])
+def test_a_cache_without_one_members_rows_is_refused(inputs: DistillInputs, modality: str) -> None:
+    """Before: the student distilled silently from the members left (an INFO line only)."""
+    samples = _samples(inputs)
+    member = MEMBERS[modality][1]
+    cache = _without(inputs.cache, inputs.cache.table["member"] == member)
+    assert cache.members(modality) == [MEMBERS[modality][0]]
+    expected = (
+        rf"cache teacher_logits/V/x does not fit: {modality} member '{member}' has no rows"
+        r".*Re-run teachers to rebuild it: kedro run --pipelines teachers --namespaces ihm"
+    )
+    for members in (None, MEMBERS):  # the ensemble of its provenance, of the slots
+        with pytest.raises(DistillDataError, match=expected):
+            nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), members)
+
+
+def test_a_member_covering_part_of_the_keys_is_refused(inputs: DistillInputs) -> None:
+    """The first CXR member also has an image no distill sample uses, the second not: the
+    samples' lookups would all succeed, yet the ensemble is incomplete."""
+    samples = _samples(inputs)
+    table = inputs.cache.table
+    first = table[(table["modality"] == "cxr") & (table["member"] == MEMBERS["cxr"][0])]
+    extra = first.iloc[:1].assign(key="img-unused")
+    cache = LogitCache(
+        table=pd.concat([table, extra], ignore_index=True),
+        provenance=inputs.cache.provenance,
+        source="teacher_logits/V/x",
+    )
+    with pytest.raises(
+        DistillDataError,
+        match=rf"cxr member '{MEMBERS['cxr'][1]}' has logits for only 64 of the 65 cxr keys",
+    ):
+        nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), MEMBERS)
+
+
+def test_a_cache_of_other_member_slots_is_refused(inputs: DistillInputs) -> None:
+    samples = _samples(inputs)
+    slots = {"ehr": (*MEMBERS["ehr"], "gru_big"), "cxr": MEMBERS["cxr"][:1]}
+    with pytest.raises(DistillDataError) as caught:
+        nodes.read_teacher_targets(inputs.cache, samples, distill_params(), task_params(), slots)
+    message = str(caught.value)
+    assert "ehr member 'gru_big' has no rows (the ensemble of settings.TEACHER_MEMBERS" in message
+    assert f"it holds cxr member '{MEMBERS['cxr'][1]}', which is not in the ensemble" in message
 
 
 def test_specs_share_the_student_and_differ_only_where_they_should(inputs: DistillInputs) -> None:

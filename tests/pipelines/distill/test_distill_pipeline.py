@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from distill_data import DistillInputs, distill_params, make_inputs, task_params
+from distill_data import MEMBERS, DistillInputs, distill_params, make_inputs, task_params
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -76,7 +76,7 @@ def no_teachers() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def run(no_teachers: None) -> tuple[DistillInputs, DataCatalog]:
     inputs = make_inputs()
-    pipeline = create_pipeline(tasks=("ihm",))
+    pipeline = create_pipeline(tasks=("ihm",), members=MEMBERS)
     catalog = _catalog(inputs, distill_params(), pipeline.all_outputs())
     SequentialRunner().run(pipeline, catalog)
     return inputs, catalog
@@ -227,7 +227,7 @@ def test_the_served_student_gives_the_routed_test_predictions(run) -> None:
 
 def test_same_seed_and_config_give_the_same_metrics(run, no_teachers: None) -> None:
     inputs, catalog = run
-    pipeline = create_pipeline(tasks=("ihm",), variants=("mind",))
+    pipeline = create_pipeline(tasks=("ihm",), variants=("mind",), members=MEMBERS)
     again = _catalog(inputs, distill_params(), pipeline.all_outputs())
     SequentialRunner().run(pipeline, again)
     first, second = (c.load("ihm.distill.evaluation") for c in (catalog, again))

@@ -18,6 +18,7 @@ head, reliability, the comparison bars, every variant's training curves), metric
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,9 +99,17 @@ def fit_image_normaliser(train_samples: pd.DataFrame, image_store: ArrayStore) -
 
 # ------------------------------------------------------------------------------------- teachers
 def read_teacher_targets(
-    teacher_logits: LogitCache, samples: pd.DataFrame, params: DistillParams, task: TaskParams
+    teacher_logits: LogitCache,
+    samples: pd.DataFrame,
+    params: DistillParams,
+    task: TaskParams,
+    members: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """Ensemble targets per stay from the logit cache (EHR; CXR where paired), ``combine`` applied."""
+    """Ensemble targets per stay from the logit cache (EHR; CXR where paired), ``combine`` applied.
+
+    The cache must hold every member of the ensemble (``members``: slots per modality; None: those
+    its provenance records) for every key, or the node fails naming the cache and the member.
+    """
     definition = get_task(task.name)
     return teacher_targets.read_targets(
         teacher_logits,
@@ -109,7 +118,23 @@ def read_teacher_targets(
         kind=definition.kind,
         num_outputs=len(definition.labels),
         combine=params.combine,
+        members=members,
     )
+
+
+def teacher_targets_reader(
+    members: Mapping[str, Sequence[str]],
+) -> Callable[[LogitCache, pd.DataFrame, DistillParams, TaskParams], pd.DataFrame]:
+    """``read_teacher_targets`` for the ensemble of ``members`` (the node the pipeline wires; a
+    closure rather than a ``partial`` keeps the signature Kedro reads parameter types from)."""
+
+    def read_teacher_targets_of_members(
+        teacher_logits: LogitCache, samples: pd.DataFrame, params: DistillParams, task: TaskParams
+    ) -> pd.DataFrame:
+        return read_teacher_targets(teacher_logits, samples, params, task, members)
+
+    read_teacher_targets_of_members.__doc__ = read_teacher_targets.__doc__
+    return read_teacher_targets_of_members
 
 
 def count_teacher_parameters(teacher_logits: LogitCache) -> dict[str, int]:

@@ -15,8 +15,9 @@ Layout per task namespace (``ihm``, ``pheno``)::
         fit                              DistillFitParams: FitConfig + loader settings
         evaluation                       EvaluationParams: bootstrap, calibration, latency
 
-Every model forbids unknown keys: a misspelt ``temprature`` fails when Kedro validates the
-parameters, before any node runs. Every node of the pipeline takes the whole ``params:distill``
+Every model forbids unknown keys, and the project checks the whole parameter tree against them
+before any node runs (``mindkd.pipelines.params``): a misspelt ``temprature`` or ``distil`` fails at
+start-up, whichever pipeline is selected. Every node of the pipeline takes the whole ``params:distill``
 (one typed object; Kedro cannot type a key and one of its sub-keys at once).
 """
 

@@ -11,7 +11,7 @@ other stages: ``<task>.cohort``, ``<task>.timeseries``, ``<task>.pairs``, ``<tas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kedro.pipeline import Node, Pipeline
 
@@ -42,7 +42,7 @@ SPECIFY = {
 HEADS = ("routed", "ehr", "cxr", "fused")
 
 
-def _samples_and_targets() -> Pipeline:
+def _samples_and_targets(members: Mapping[str, Sequence[str]]) -> Pipeline:
     return Pipeline(
         [
             Node(
@@ -64,7 +64,7 @@ def _samples_and_targets() -> Pipeline:
                 name="fit_image_normaliser",
             ),
             Node(
-                nodes.read_teacher_targets,
+                nodes.teacher_targets_reader(members),
                 ["teacher_logits", "samples", "params:distill", "params:task"],
                 "kd_targets",
                 name="read_teacher_targets",
@@ -216,14 +216,24 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
     )
 
 
-def create_task_pipeline(variants: Sequence[str] = VARIANTS) -> Pipeline:
-    """One task's distill stage (un-namespaced): samples, every variant, teachers, evaluation."""
+def create_task_pipeline(
+    variants: Sequence[str] = VARIANTS, members: Mapping[str, Sequence[str]] | None = None
+) -> Pipeline:
+    """One task's distill stage (un-namespaced): samples, every variant, teachers, evaluation.
+
+    ``members``: the teacher ensemble the logit cache must hold, slots per modality (default
+    ``settings.TEACHER_MEMBERS``, the slots the teachers pipeline trains).
+    """
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or "mind" not in variants:
         raise ValueError(f"variants must include 'mind' and come from {VARIANTS}, got {variants}")
+    if members is None:
+        from mindkd.settings import TEACHER_MEMBERS
+
+        members = TEACHER_MEMBERS
     return Pipeline(
         [
-            _samples_and_targets(),
+            _samples_and_targets(members),
             *(_variant(v) for v in variants),
             _teachers(),
             _evaluation([*variants, nodes.TEACHERS]),
@@ -250,15 +260,19 @@ def _training_curves(task: str, variants: Sequence[str]) -> Node:
 
 
 def create_pipeline(
-    tasks: Sequence[str] = TASKS, variants: Sequence[str] = VARIANTS, **kwargs: object
+    tasks: Sequence[str] = TASKS,
+    variants: Sequence[str] = VARIANTS,
+    members: Mapping[str, Sequence[str]] | None = None,
+    **kwargs: object,
 ) -> Pipeline:
-    """The distill stage of every task: namespaces ``<task>.distill`` and its variants."""
+    """The distill stage of every task: namespaces ``<task>.distill`` and its variants; ``members``
+    is the teacher ensemble each task's logit cache must hold (default settings.TEACHER_MEMBERS)."""
     per_task = [
         Pipeline(
             [
                 Pipeline(
                     Pipeline(
-                        create_task_pipeline(variants),
+                        create_task_pipeline(variants, members),
                         namespace="distill",
                         inputs=TASK_INPUTS | SHARED,
                         parameters=PARAMETERS,

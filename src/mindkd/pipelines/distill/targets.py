@@ -9,7 +9,7 @@ never builds or runs a teacher. A *target table* has ``stay_id``, ``split`` and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,17 @@ def target_columns(modality: str, num_outputs: int) -> list[str]:
     return [f"{modality}_{k}" for k in range(num_outputs)]
 
 
-def check_cache(cache: LogitCache, task: str, num_outputs: int) -> None:
-    """Raise when the cache was made for another task or another number of outputs."""
+def check_cache(
+    cache: LogitCache,
+    task: str,
+    num_outputs: int,
+    members: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Raise when the cache does not fit the task: made for another task or number of outputs, or
+    not holding the whole ensemble. Every member of the ensemble (``members``, the slots of
+    ``settings.TEACHER_MEMBERS``; else the members the cache's provenance records) must have logits
+    for every key of its modality, and the cache holds no other member; so a student never distils
+    silently from fewer members than the teachers pipeline trains."""
     cached_task = cache.provenance.get("task")
     problems = []
     if cached_task is not None and cached_task != task:
@@ -39,12 +48,46 @@ def check_cache(cache: LogitCache, task: str, num_outputs: int) -> None:
     if cache.num_outputs != num_outputs:
         problems.append(f"it has {cache.num_outputs} logits per row, the task {num_outputs}")
     for modality in TEACHER_MODALITIES:
-        if not cache.members(modality):
-            problems.append(f"it has no {modality} member")
+        expected = members.get(modality, ()) if members is not None else None
+        problems += _member_problems(cache, modality, expected)
     if problems:
         raise DistillDataError(
-            "the teacher logit cache does not fit: " + "; ".join(problems) + " (re-run teachers)"
+            f"the teacher logit cache {cache.source or '(in memory)'} does not fit: "
+            + "; ".join(problems)
+            + f". Re-run teachers to rebuild it: kedro run --pipelines teachers --namespaces {task}"
         )
+
+
+def _member_problems(cache: LogitCache, modality: str, expected: Sequence[str] | None) -> list[str]:
+    """What is wrong with ``modality``'s members: missing, unexpected, or covering part of the keys."""
+    present = cache.members(modality)
+    if expected is None:  # the ensemble the teachers run recorded
+        expected, origin = cache.provenance_members(modality) or present, "its provenance"
+    else:
+        origin = "settings.TEACHER_MEMBERS"
+    if not expected and not present:
+        return [f"it has no {modality} member"]
+    problems = [
+        f"{modality} member {m!r} has no rows (the ensemble of {origin}: {list(expected)})"
+        for m in expected
+        if m not in present
+    ]
+    problems += [
+        f"it holds {modality} member {m!r}, which is not in the ensemble of {origin} "
+        f"({list(expected)})"
+        for m in present
+        if m not in expected
+    ]
+    every_key = cache.keys(modality)
+    for member in (m for m in present if m in expected):
+        covered = cache.keys(modality, member)
+        if len(covered) < len(every_key):
+            lacking = every_key[~every_key.isin(covered)]
+            problems.append(
+                f"{modality} member {member!r} has logits for only {len(covered)} of the "
+                f"{len(every_key)} {modality} keys in the cache (lacks e.g. {lacking[:5].tolist()})"
+            )
+    return problems
 
 
 def ensemble_logits(
@@ -60,8 +103,9 @@ def ensemble_logits(
         stacked = np.stack([cache.logits(modality, m, keys) for m in members])  # (M, n, K)
     except KeyError as exc:
         raise DistillDataError(
-            f"the teacher logit cache lacks {modality} keys of the distill samples: {exc.args[0]}; "
-            "the cache comes from another cohort or pairing (re-run teachers)"
+            f"the teacher logit cache {cache.source or '(in memory)'} lacks {modality} keys of the "
+            f"distill samples: {exc.args[0]}; the cache comes from another cohort or pairing "
+            "(re-run teachers)"
         ) from exc
     return ensemble_targets(stacked, combine=combine, kind=kind)
 
@@ -74,9 +118,13 @@ def read_targets(
     kind: TaskKind,
     num_outputs: int,
     combine: EnsembleCombine,
+    members: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """The target table of ``samples``: EHR ensemble for every stay, CXR ensemble for paired ones."""
-    check_cache(cache, task, num_outputs)
+    """The target table of ``samples``: EHR ensemble for every stay, CXR ensemble for paired ones.
+
+    ``members``: the ensemble's slots per modality (see ``check_cache``).
+    """
+    check_cache(cache, task, num_outputs, members)
     out = samples[["stay_id", "split"]].reset_index(drop=True)
     ehr = ensemble_logits(cache, "ehr", samples["stay_id"].astype(str), combine, kind)
     cxr = np.full_like(ehr, np.nan)

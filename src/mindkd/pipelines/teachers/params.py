@@ -10,9 +10,11 @@ Layout per task namespace (``ihm``, ``pheno``)::
     <task>.teachers.cache                       CacheParams        the logit-cache forward pass
     <task>.teachers.report                      ReportParams       bootstrap intervals, ensemble rule
 
-Every model forbids unknown keys, so a misspelt setting fails when Kedro validates the parameters,
-before any node runs; a misspelt key *above* these (``fitt``) leaves a node input missing, which Kedro
-also reports before running anything.
+``TeachersParams`` is the whole block; the nodes take its parts. Every model forbids unknown keys,
+and the project checks the whole parameter tree against these models before any node runs
+(``mindkd.pipelines.params``), so a misspelt setting or block (``fitt``) fails at start-up, whichever
+pipeline is selected. The member slots are checked there too: they must be exactly those of
+``settings.TEACHER_MEMBERS``.
 """
 
 from __future__ import annotations
@@ -95,3 +97,26 @@ class ReportParams(_Params):
         if not value:
             raise ValueError("report.splits must name at least one of val, test")
         return value
+
+
+class EhrTeachersParams(_Params):
+    """``<task>.teachers.ehr``: the training of every EHR member and what each slot is."""
+
+    fit: FitParams
+    members: dict[str, MemberParams]
+
+
+class CxrTeachersParams(EhrTeachersParams):
+    """``<task>.teachers.cxr``: as for EHR, plus how the members start (``pretrain``)."""
+
+    pretrain: PretrainParams
+
+
+class TeachersParams(_Params):
+    """The whole ``<task>.teachers`` block. The slots under ``members`` are settings.TEACHER_MEMBERS'
+    (checked with the project's parameters, ``mindkd.pipelines.params``)."""
+
+    ehr: EhrTeachersParams
+    cxr: CxrTeachersParams
+    cache: CacheParams
+    report: ReportParams
