@@ -13,9 +13,11 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 # Nothing leaves the machine: Kedro and MLflow telemetry off; tool caches stay in the project.
+# `import mindkd` sets the same three in every process (mindkd.telemetry); they are here for what
+# never imports it: `mlflow server` (make mlflow-ui) and any tool these commands start.
 export KEDRO_DISABLE_TELEMETRY := true
+export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
-export MLFLOW_ENABLE_TELEMETRY := false
 export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/logging.yml
 export XDG_CONFIG_HOME := $(CURDIR)/.cache/config
 export XDG_CACHE_HOME := $(CURDIR)/.cache/cache

@@ -91,7 +91,7 @@ def _image_table(n: int) -> pd.DataFrame:
     subject = 10_000_000 + np.arange(n)
     table = pd.DataFrame(
         {
-            "dicom_id": [f"bench{i:06d}" for i in range(n)],
+            "dicom_id": [f"{i:08x}-be4c0000-00000000-00000000-00000000" for i in range(n)],
             "subject_id": subject,
             "study_id": 50_000_000 + np.arange(n),
         }

@@ -51,8 +51,32 @@ class CxrTableDataset(AbstractDataset[None, pd.DataFrame]):
             return pd.read_csv(self._path, dtype=dtypes, usecols=list(dtypes))
         except (ValueError, TypeError) as exc:
             raise CxrSchemaError(
-                f"{self._path}: a column does not parse as expected: {exc}"
+                f"{self._path}: {self._unparsable(dtypes) or f'a column does not parse: {exc}'}"
             ) from exc
+
+    def _unparsable(self, dtypes: dict[str, str]) -> str:
+        """Every numeric column holding values that are not numbers of its type, with examples."""
+        numeric = [c for c, t in dtypes.items() if t != "str"]
+        text = pd.read_csv(self._path, dtype=str, usecols=numeric)  # blanks and "NaN" read as NA
+        problems = []
+        for column in numeric:
+            values, present = text[column], text[column].notna()
+            if dtypes[column].lower().startswith("int"):
+                digits = values.str.strip().str.fullmatch(r"[+-]?[0-9]+").fillna(False)
+                bad = present & ~digits.astype(bool)
+                if dtypes[column] == "int64":  # not nullable: a blank is a bad value too
+                    bad |= ~present
+            else:
+                bad = present & pd.to_numeric(values, errors="coerce").isna()
+            if bad.any():
+                examples = values[bad].fillna("(blank)").drop_duplicates().head(5).tolist()
+                problems.append(f"{column} ({int(bad.sum())} value(s), e.g. {examples})")
+        if not problems:
+            return ""
+        return (
+            f"values that are not numbers of the column's type: {'; '.join(problems)}. "
+            "The MIMIC-CXR-JPG ids subject_id and study_id are integers."
+        )
 
     def save(self, data: None) -> None:
         raise DatasetError(f"{self._path} is a raw PhysioNet file: read-only.")

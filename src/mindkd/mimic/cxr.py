@@ -4,7 +4,7 @@ Everything here follows the PhysioNet layout described in ../shared/MIMIC.md:
 
 - four gzip CSV files at the root (metadata, CheXpert labels, NegBio labels, the official split);
 - images under ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg`` where ``XX`` is the first two digits of the
-  subject id;
+  subject id (``image_relpaths`` builds these paths, and only from ids of the MIMIC form);
 - ``StudyDate`` is an integer ``YYYYMMDD`` and ``StudyTime`` a float ``HHMMSS.fff`` that lost its
   leading zeros before 10:00 (``83015.25`` is 08:30:15.25).
 """
@@ -96,6 +96,11 @@ SPLIT_DTYPES: MappingProxyType[str, str] = MappingProxyType(
     {"dicom_id": "str", "study_id": "int64", "subject_id": "int64", "split": "str"}
 )
 
+# A MIMIC-CXR dicom_id: 5 groups of 8 hex digits joined by '-' (upper or lower case accepted).
+DICOM_ID_PATTERN = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{8}){4}"
+# Reason (prefix) of an image whose ids cannot name a file (image_id_problems).
+INVALID_ID = "invalid id"
+
 # Values of the official split file (the project makes its own subject splits: processing.splits).
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "validate", "test")
 # View positions seen in the metadata (plus empty).
@@ -127,25 +132,46 @@ def validate_columns(columns: Iterable[str], file_name: str) -> None:
         )
 
 
-def image_relpath(subject_id: int, study_id: int, dicom_id: str) -> str:
-    """One image's path relative to the export root: ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``."""
-    subject = str(int(subject_id))
-    return f"{IMAGES_DIR}/p{subject[:2]}/p{subject}/s{int(study_id)}/{dicom_id}.jpg"
+def image_id_problems(table: pd.DataFrame) -> pd.Series:
+    """Per row, why its ids cannot name an image file of the export, or ``<NA>`` when they can.
 
+    ``dicom_id`` must be ``DICOM_ID_PATTERN`` (5 groups of 8 hex digits joined by ``-``, either
+    case); ``subject_id`` and ``study_id`` positive integers (integers, whole floats or strings of
+    digits). The reason is ``"invalid id: "`` followed by the failing columns:
 
-def image_path(root: str | Path, subject_id: int, study_id: int, dicom_id: str) -> Path:
-    """One image's path under the export ``root``: ``root/files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``."""
-    return Path(root) / image_relpath(subject_id, study_id, dicom_id)
+    >>> ok = "0a1b2c3d-00000000-11111111-22222222-3333333A"
+    >>> table = pd.DataFrame({"dicom_id": [ok, "../../../../x", ok],
+    ...                       "subject_id": [10000032, 10000032, 0], "study_id": [5, 5, -1]})
+    >>> image_id_problems(table).tolist()
+    [<NA>, 'invalid id: dicom_id', 'invalid id: subject_id, study_id']
+    """
+    _require_id_columns(table, "image_id_problems")
+    bad = {
+        "dicom_id": ~table["dicom_id"]
+        .astype("string")
+        .str.fullmatch(DICOM_ID_PATTERN)
+        .fillna(False)
+        .astype(bool),
+        "subject_id": _positive_ids(table["subject_id"]).isna(),
+        "study_id": _positive_ids(table["study_id"]).isna(),
+    }
+    columns = pd.Series("", index=table.index, dtype="string")
+    for name, mask in bad.items():
+        columns = columns.mask(mask, columns + ", " + name)
+    return (INVALID_ID + ": " + columns.str.removeprefix(", ")).where(columns != "")
 
 
 def image_relpaths(table: pd.DataFrame) -> pd.Series:
-    """Vectorised ``image_relpath`` over a table with subject_id, study_id and dicom_id columns."""
-    missing = [c for c in ("subject_id", "study_id", "dicom_id") if c not in table.columns]
-    if missing:
-        raise KeyError(f"image_relpaths needs columns {missing} (have {list(table.columns)})")
-    subject = table["subject_id"].astype("int64").astype(str)
-    study = table["study_id"].astype("int64").astype(str)
-    return (
+    """Each image's path relative to the export root: ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``.
+
+    The one place image paths are built from ids. Ids are checked first (``image_id_problems``): a
+    row whose ids could not name a file gets ``<NA>``, so no path is ever built from, e.g., a
+    ``dicom_id`` of ``../../x`` or a ``subject_id`` of ``-1``; every path built is the layout above.
+    """
+    ok = image_id_problems(table).isna().to_numpy()
+    subject = _positive_ids(table["subject_id"]).astype("string")
+    study = _positive_ids(table["study_id"]).astype("string")
+    built = (
         IMAGES_DIR
         + "/p"
         + subject.str[:2]
@@ -154,9 +180,51 @@ def image_relpaths(table: pd.DataFrame) -> pd.Series:
         + "/s"
         + study
         + "/"
-        + table["dicom_id"].astype(str)
+        + table["dicom_id"].astype("string")
         + ".jpg"
-    ).rename("path")
+    )
+    return built.where(ok).rename("path")
+
+
+def image_relpath(subject_id: int, study_id: int, dicom_id: str) -> str:
+    """One image's path relative to the export root (``image_relpaths`` on one row).
+
+    Raises ``ValueError`` when an id could not name a file of the export.
+    """
+    row = pd.DataFrame({"dicom_id": [dicom_id], "subject_id": [subject_id], "study_id": [study_id]})
+    path = image_relpaths(row).iloc[0]
+    if pd.isna(path):
+        raise ValueError(
+            f"{image_id_problems(row).iloc[0]} (dicom_id={dicom_id!r}, subject_id={subject_id!r}, "
+            f"study_id={study_id!r}): MIMIC-CXR ids are {DICOM_ID_PATTERN} and positive integers"
+        )
+    return str(path)
+
+
+def image_path(root: str | Path, subject_id: int, study_id: int, dicom_id: str) -> Path:
+    """One image's path under the export ``root``: ``root/files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``."""
+    return Path(root) / image_relpath(subject_id, study_id, dicom_id)
+
+
+def _require_id_columns(table: pd.DataFrame, caller: str) -> None:
+    missing = [c for c in ("subject_id", "study_id", "dicom_id") if c not in table.columns]
+    if missing:
+        raise KeyError(f"{caller} needs columns {missing} (have {list(table.columns)})")
+
+
+def _positive_ids(values: pd.Series) -> pd.Series:
+    """``values`` as ``Int64``, ``<NA>`` where a value is not a positive integer: an integer, a
+    whole float (a column with a blank reads as float), or a string of at most 18 digits."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        ids = values.astype("Int64")
+    elif pd.api.types.is_float_dtype(values.dtype):
+        whole = np.isfinite(values) & (values == np.floor(values)) & (values.abs() < 2**53)
+        ids = values.where(whole).astype("Int64")
+    else:
+        text = values.astype("string")
+        digits = text.str.fullmatch(r"[0-9]{1,18}").fillna(False).astype(bool)
+        ids = pd.to_numeric(text.where(digits), errors="coerce").astype("Int64")
+    return ids.where((ids > 0).fillna(False).astype(bool))
 
 
 def study_datetime(

@@ -15,8 +15,13 @@ each chunk's pixels as one byte block; the parent appends the blocks in input or
 file preallocated for every image (it never maps the file while writing), so the memory of the
 stage does not grow with the number of images. The file becomes the ``images`` array of the
 returned ``ArrayStore`` as a read-only ``np.memmap``; ``ArrayStoreDataset`` copies it file-wise on
-save, and the temporary file is deleted when the array is garbage-collected. Missing and unreadable
-files are skipped and reported; too many of them is an error (``cxr.max_failed_fraction``).
+save, and the temporary file is deleted when the array is garbage-collected.
+
+Only files under the export's ``files/`` folder are read. Paths are built from ids that have the
+MIMIC form (``mindkd.mimic.cxr.image_relpaths``), and a worker opens a file only when its resolved
+path (links followed) still lies under the resolved ``files/`` folder. Images whose ids cannot name
+a file (``invalid id``), that resolve elsewhere (``outside files/``), are missing or unreadable are
+skipped and reported; too many of them is an error (``cxr.max_failed_fraction``).
 """
 
 from __future__ import annotations
@@ -38,11 +43,14 @@ from PIL import Image, ImageFile
 from tqdm.auto import tqdm
 
 from mindkd.io.array_store import ArrayStore
-from mindkd.mimic.cxr import image_relpaths
+from mindkd.mimic.cxr import IMAGES_DIR, image_id_problems, image_relpaths
 
 logger = logging.getLogger(__name__)
 
 FAILURE_COLUMNS: tuple[str, ...] = ("dicom_id", "path", "reason")
+# Failure reasons (the text before the first ':' is the kind the reports count).
+MISSING = "missing"
+OUTSIDE = "outside files/: the path resolves outside the export's files/ folder (a link?)"
 MAX_FAILED_FRACTION_KEY = "cxr.max_failed_fraction"
 _RESAMPLE = Image.Resampling.BILINEAR
 
@@ -96,19 +104,26 @@ def _check_truncated_flag() -> None:
         )
 
 
-def _decode_chunk(start: int, paths: Sequence[str], size: int) -> _ChunkResult:
-    """Decode ``paths`` (input positions ``start``, ...): the hot loop, no pandas in it."""
+def _decode_chunk(start: int, paths: Sequence[str], size: int, files_root: str) -> _ChunkResult:
+    """Decode ``paths`` (input positions ``start``, ...): the hot loop, no pandas in it.
+
+    ``files_root`` is the resolved ``files/`` folder: a path that resolves outside it is not opened.
+    """
     _check_truncated_flag()
     frame = size * size
     pixels = bytearray(len(paths) * frame)
     failures: list[tuple[int, str]] = []
     filled = 0
+    inside = files_root.rstrip(os.sep) + os.sep
     for offset, path in enumerate(paths):
+        if not os.path.realpath(path).startswith(inside):
+            failures.append((start + offset, OUTSIDE))
+            continue
         try:
             with open_scaled(path, size) as image:
                 data = _square(image, size).tobytes()
         except FileNotFoundError:
-            failures.append((start + offset, "missing"))
+            failures.append((start + offset, MISSING))
             continue
         except Exception as exc:  # any decoder error is a per-image failure, reported by path
             failures.append((start + offset, f"unreadable: {type(exc).__name__}: {exc}"))
@@ -130,39 +145,47 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _decode_chunks(
-    chunks: Sequence[tuple[int, Sequence[str]]], size: int, workers: int
+    chunks: Sequence[tuple[int, Sequence[str]]], size: int, workers: int, files_root: str
 ) -> Iterator[_ChunkResult]:
     """Yield chunk results in input order; at most ``4 * workers`` chunks are in flight."""
     if workers == 1:
         for start, paths in chunks:
-            yield _decode_chunk(start, paths, size)
+            yield _decode_chunk(start, paths, size, files_root)
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
     try:
         pending: deque[Future[_ChunkResult]] = deque()
         todo = iter(chunks)
         for start, paths in todo:
-            pending.append(pool.submit(_decode_chunk, start, paths, size))
+            pending.append(pool.submit(_decode_chunk, start, paths, size, files_root))
             if len(pending) >= 4 * workers:
                 break
         while pending:
             result = pending.popleft().result()
             following = next(todo, None)
             if following is not None:
-                pending.append(pool.submit(_decode_chunk, following[0], following[1], size))
+                pending.append(
+                    pool.submit(_decode_chunk, following[0], following[1], size, files_root)
+                )
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _resolve_paths(paths_table: pd.DataFrame, root: str | Path) -> list[str]:
+def _resolve_paths(
+    paths_table: pd.DataFrame, root: str | Path
+) -> tuple[list[str | None], pd.Series]:
+    """Each image's path (``None`` where its ids cannot name a file) and why not (``<NA>``: fine)."""
     if "path" in paths_table.columns:
-        relative = paths_table["path"].astype(str)
+        relative = paths_table["path"].astype("string")
+        problems = pd.Series(pd.NA, index=paths_table.index, dtype="string")
     else:
         relative = image_relpaths(paths_table)
+        problems = image_id_problems(paths_table)
     root_str = str(root).rstrip("/")
-    absolute = relative.str.startswith("/")
-    return relative.where(absolute, root_str + "/" + relative).tolist()
+    absolute = relative.str.startswith("/").fillna(False).astype(bool)
+    paths = relative.where(absolute, root_str + "/" + relative)
+    return paths.astype(object).where(paths.notna(), None).tolist(), problems.reset_index(drop=True)
 
 
 def _validate_inputs(
@@ -189,20 +212,29 @@ def _validate_inputs(
         raise ValueError(f"{MAX_FAILED_FRACTION_KEY} must lie in [0, 1], got {max_failed_fraction}")
 
 
+def failure_counts(failures: pd.DataFrame) -> dict[str, int]:
+    """Skipped images per kind of reason (``missing``, ``unreadable``, ``invalid id``, ...)."""
+    kinds = failures["reason"].astype(str).str.split(":").str[0]
+    return {str(kind): int(n) for kind, n in kinds.value_counts().items()}
+
+
+def _example(row: tuple) -> str:
+    """One failure for a message: its path, or its dicom_id when no path was built."""
+    where = row.path if isinstance(row.path, str) else f"dicom_id {row.dicom_id!r}"
+    return f"{where} ({row.reason})"
+
+
 def _raise_if_too_many(failures: pd.DataFrame, total: int, max_failed_fraction: float) -> None:
     if total == 0 or len(failures) / total <= max_failed_fraction:
         return
     fraction = len(failures) / total
-    n_missing = int((failures["reason"] == "missing").sum())
-    examples = "\n  ".join(
-        f"{row.path} ({row.reason})" for row in failures.head(5).itertuples(index=False)
-    )
+    examples = "\n  ".join(_example(row) for row in failures.head(5).itertuples(index=False))
     raise ImageDecodeError(
         f"{len(failures)} of {total} X-ray images ({fraction:.2%}) could not be decoded "
-        f"({n_missing} missing, {len(failures) - n_missing} unreadable), more than "
+        f"({failure_counts(failures)}), more than "
         f"{MAX_FAILED_FRACTION_KEY} = {max_failed_fraction:.2%}. Examples:\n  {examples}\n"
-        "Check that mimic_cxr_jpg_dir points at a complete MIMIC-CXR-JPG files/ tree, or raise "
-        f"{MAX_FAILED_FRACTION_KEY} to accept the loss."
+        "Check that mimic_cxr_jpg_dir points at a complete MIMIC-CXR-JPG export (its files/ tree, "
+        f"and metadata with MIMIC-form ids), or raise {MAX_FAILED_FRACTION_KEY} to accept the loss."
     )
 
 
@@ -226,8 +258,9 @@ def build_image_store(
 
     Args:
         paths_table: one row per image: ``dicom_id`` plus either ``subject_id`` and ``study_id``
-            (the PhysioNet path ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg`` is built from them) or
-            ``path`` (relative to ``root`` unless absolute). dicom_ids must be unique.
+            (the PhysioNet path ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg`` is built from them when
+            they have the MIMIC form) or ``path`` (relative to ``root`` unless absolute; it must
+            still resolve under ``root/files``). dicom_ids must be unique.
         root: the MIMIC-CXR-JPG export folder (``mimic_cxr_jpg_dir``).
         size: side of the square output images, in pixels.
         workers: decode processes (default ``os.cpu_count()``); 1 decodes in this process.
@@ -241,40 +274,53 @@ def build_image_store(
     Returns:
         The store (``arrays["images"]``, index ``dicom_id``, ``subject_id``/``study_id`` when given,
         ``row``; only successfully decoded images, in input order) and the failures (``dicom_id``,
-        ``path``, ``reason``: ``"missing"`` or ``"unreadable: <error>"``).
+        ``path``, ``reason``), in input order. Reasons: ``"invalid id: <columns>"`` (the ids cannot
+        name a file of the export; no path is built, ``path`` is empty), ``"outside files/: ..."``
+        (the path resolves, through a link, outside ``root/files``; the file is not opened),
+        ``"missing"``, ``"unreadable: <error>"``.
     """
     workers = (os.cpu_count() or 1) if workers is None else workers
     _validate_inputs(paths_table, size, workers, max_failed_fraction)
     _check_truncated_flag()
-    paths = _resolve_paths(paths_table, root)
+    paths, problems = _resolve_paths(paths_table, root)
     total, frame = len(paths), size * size
+    # Rows whose ids name no file are failures already; only the others reach a decoder.
+    failed = [(at, problems.iloc[at]) for at, path in enumerate(paths) if path is None]
+    todo = [at for at, path in enumerate(paths) if path is not None]
+    todo_paths = [paths[position] for position in todo]
     if chunk_size is None:
-        chunk_size = int(np.clip(total // (8 * workers), 1, 64))
-    chunks = [(start, paths[start : start + chunk_size]) for start in range(0, total, chunk_size)]
+        chunk_size = int(np.clip(len(todo) // (8 * workers), 1, 64))
+    chunks = [(at, todo_paths[at : at + chunk_size]) for at in range(0, len(todo), chunk_size)]
     workers = max(1, min(workers, len(chunks)))
+    files_root = os.path.realpath(os.path.join(str(root), IMAGES_DIR))
     logger.info(
-        "Decoding %d X-ray images to %dx%d with %d worker(s) (root %s)",
-        total,
+        "Decoding %d X-ray images to %dx%d with %d worker(s) (root %s; %d with invalid ids skipped)",
+        len(todo),
         size,
         size,
         workers,
         root,
+        len(failed),
     )
 
     descriptor, scratch = tempfile.mkstemp(prefix="cxr_images_", suffix=".u8", dir=scratch_dir)
-    failed: list[tuple[int, str]] = []
     try:
         with os.fdopen(descriptor, "wb", buffering=0) as out:
-            _preallocate(out.fileno(), total * frame, scratch)
+            _preallocate(out.fileno(), len(todo) * frame, scratch)
             bar = tqdm(
-                total=total, unit="img", desc="decode X-rays", disable=_progress_disabled(progress)
+                total=len(todo),
+                unit="img",
+                desc="decode X-rays",
+                disable=_progress_disabled(progress),
             )
-            with bar, contextlib.closing(_decode_chunks(chunks, size, workers)) as results:
+            results = _decode_chunks(chunks, size, workers, files_root)
+            with bar, contextlib.closing(results):
                 for _start, count, pixels, chunk_failures in results:
                     out.write(pixels)
-                    failed.extend(chunk_failures)
+                    failed.extend((todo[at], reason) for at, reason in chunk_failures)
                     bar.update(count)
             out.truncate((total - len(failed)) * frame)
+        failed.sort()
         failures = _failure_table(paths_table, paths, failed)
         _raise_if_too_many(failures, total, max_failed_fraction)
         images = _open_scratch(scratch, total - len(failed), size)
@@ -287,8 +333,8 @@ def build_image_store(
             "%d of %d X-ray images skipped (%s); first: %s",
             len(failures),
             total,
-            failures["reason"].str.split(":").str[0].value_counts().to_dict(),
-            failures["path"].iloc[0],
+            failure_counts(failures),
+            _example(next(failures.itertuples(index=False))),
         )
     keep = np.ones(total, dtype=bool)
     keep[[position for position, _ in failed]] = False
@@ -334,7 +380,7 @@ def _open_scratch(scratch: str, rows: int, size: int) -> np.ndarray:
 
 
 def _failure_table(
-    paths_table: pd.DataFrame, paths: Sequence[str], failed: Sequence[tuple[int, str]]
+    paths_table: pd.DataFrame, paths: Sequence[str | None], failed: Sequence[tuple[int, str]]
 ) -> pd.DataFrame:
     positions = [position for position, _ in failed]
     return pd.DataFrame(

@@ -34,8 +34,11 @@ def fingerprint_images(task_images: pd.DataFrame, folder: ImageFolder, size: int
     Cheap (one ``stat`` per file) next to decoding, so a re-run with unchanged inputs skips the decode.
     """
     digest = hashlib.sha256(f"size={size};root={folder.root.resolve()}".encode())
-    relpaths = image_relpaths(task_images)
+    relpaths = image_relpaths(task_images)  # <NA> where the ids cannot name a file
     for dicom_id, relpath in zip(task_images["dicom_id"], relpaths, strict=True):
+        if pd.isna(relpath):
+            digest.update(f"{dicom_id}:invalid;".encode())
+            continue
         try:
             stat = os.stat(folder.root / relpath)
             digest.update(f"{dicom_id}:{stat.st_size}:{stat.st_mtime_ns};".encode())
@@ -118,10 +121,9 @@ def report_cxr(
         "task_images": len(task_images),
         "decode_failures": {
             "count": len(failures),
-            "by_reason": failures["reason"].str.split(":").str[0].value_counts().to_dict()
-            if len(failures)
-            else {},
-            "files": failures.to_dict("records"),
+            "by_reason": images.failure_counts(failures),
+            # an image whose ids name no file has no path (empty in the CSV): null, not NaN
+            "files": failures.astype(object).where(failures.notna(), None).to_dict("records"),
         },
         "studies_without_label_row": len(unlabelled),
         "labelled_images": len(image_labels),
