@@ -19,9 +19,14 @@ and any node exist, whichever pipelines are selected.
   (ehr ingest, cxr decode) and one run per task in that task's experiment, tagged with the chain
   run id and the session id. Before each node the hook makes that node's run the active MLflow
   run, because kedro-mlflow's datasets (metrics, artifacts, models) and its parameter logging
-  write to the active run. A run that is switched out is marked FINISHED until its next node
-  switches it back in (MLflow cannot park a run); at the end every run is FINISHED, or FAILED
-  when the pipeline fails.
+  write to the active run. A run that is switched out stays RUNNING (MLflow ends it to switch;
+  the hook sets it back).
+- **Runs record how they ended.** At the end every run of the session is FINISHED, or FAILED
+  when the pipeline fails, or KILLED when the process is interrupted (Ctrl-C, SIGTERM: an exit
+  handler ends them before MLflow's own would call them FINISHED). A ``kill -9`` leaves them
+  RUNNING, tagged with the pid and host that ran them: ``python -m mindkd.tracking stale`` finds
+  and closes them as KILLED. A task run is tagged ``mindkd.evaluation_complete`` once its test
+  evaluation is logged; the registry takes only such runs.
 - **Readable names and provenance tags** on every run: stage, task and the key distill settings
   as the run name; git commit and dirty flag, a fingerprint of the raw data folders, the logit
   cache version a distill run read (or a teachers run wrote), package versions and the full
@@ -35,7 +40,13 @@ experiment.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import signal
+import socket
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -55,6 +66,7 @@ from pydantic import BaseModel
 
 from mindkd.tracking import provenance
 from mindkd.tracking import runs as names
+from mindkd.tracking.locks import HeldLock, hold_data_root, store_lock
 from mindkd.tracking.store import absolute_uri
 
 logger = logging.getLogger(__name__)
@@ -63,6 +75,8 @@ DATA_GLOBALS = ("mimic_iv_dir", "mimic_cxr_jpg_dir")  # the raw inputs the finge
 LOGIT_CACHE = "{task}.teacher_logits"
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 def plain_params(value: Any) -> Any:
@@ -108,6 +122,42 @@ class ParameterCheckHook:
         check_parameters(params, self._members, ConfigSources.from_loader(loader))
 
 
+class RunLockHook:
+    """One ``kedro run`` per data root at a time (``mindkd.tracking.locks.hold_data_root``).
+
+    The lock is taken before any other ``before_pipeline_run`` (so a refused run opens no MLflow
+    run) and released when the pipeline ends; the kernel releases it if the process dies. Only
+    runs take it: ``kedro viz`` or a notebook reading the catalog never wait for a run.
+    """
+
+    def __init__(self) -> None:
+        self._lock: HeldLock | None = None
+        self._data_root: Path | None = None
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        folder = _globals(context).get("data_root", "data")
+        self._data_root = _project_relative(Path(context.project_path), str(folder))
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        if self._data_root is not None:
+            self._lock = hold_data_root(self._data_root, provenance.kedro_command(run_params))
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
 class TrackingHook(MlflowHook):
     """kedro-mlflow's hook with typed params, one experiment per task and provenance tags.
 
@@ -119,6 +169,7 @@ class TrackingHook(MlflowHook):
         self._reset()
 
     def _reset(self) -> None:
+        self._open = False  # runs of this session are open: an exit now is an interruption
         self._switching = False  # this hook owns the active run (sequential, tracking on)
         self._primary: str | None = None  # the run kedro-mlflow opened (chain or the only run)
         self._runs: dict[str, str] = {}  # task -> its run id (several tasks only)
@@ -128,8 +179,9 @@ class TrackingHook(MlflowHook):
     # ------------------------------------------------------------------ session set-up
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        anchor_tracking_uri(context.config_loader, Path(context.project_path))
-        super().after_context_created(context)
+        self._store = anchor_tracking_uri(context.config_loader, Path(context.project_path)) or ""
+        with store_lock(self._store):  # two first runs would both create a new store's tables
+            super().after_context_created(context)
         self._project_path = Path(context.project_path)
         self._globals = _globals(context)
 
@@ -162,6 +214,9 @@ class TrackingHook(MlflowHook):
         enabled = _assert_mlflow_enabled(pipeline_names, self.mlflow_config)
         if not enabled or self._already_active_mlflow:
             super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+            if enabled and not self._already_active_mlflow:
+                self._primary = self.run_id
+                self._watch_interruptions()
             return
 
         from kedro.framework.project import pipelines as registered
@@ -185,7 +240,8 @@ class TrackingHook(MlflowHook):
         else:
             default_name = names.task_run_name(names.pipeline_stages(pipeline, stages), None, {})
         tracking.run.name = tracking.run.name or default_name
-        super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+        with store_lock(getattr(self, "_store", "")):
+            super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
 
         self._switching = sequential
         self._tasks = tasks
@@ -196,7 +252,8 @@ class TrackingHook(MlflowHook):
                 run_name = names.task_run_name(
                     names.pipeline_stages(pipeline, stages, task, TASKS), task, params
                 )
-                self._runs[task] = self._create_task_run(base, task, run_name)
+                with store_lock(getattr(self, "_store", "")):
+                    self._runs[task] = self._create_task_run(base, task, run_name)
         elif len(tasks) > 1:
             logger.warning(
                 "Runner %s: the tasks %s share one MLflow run in experiment %r (per-task runs "
@@ -206,6 +263,25 @@ class TrackingHook(MlflowHook):
                 base,
             )
         self._tag_runs(run_params, pipeline, stages, TASKS)
+        self._watch_interruptions()
+
+    def _watch_interruptions(self) -> None:
+        """Until the pipeline ends: an exit (Ctrl-C, SIGTERM, ``sys.exit``) ends the runs KILLED.
+
+        Registered after MLflow's own exit handler, so it runs first (``atexit`` is LIFO) and
+        MLflow finds no active run left to call FINISHED. SIGTERM is turned into a normal exit
+        (its default would skip every exit handler).
+        """
+        self._open = True
+        atexit.register(self._on_exit)
+        self._sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    def _on_exit(self) -> None:
+        if self._open:
+            logger.warning("Interrupted: the MLflow runs of this session are ended KILLED")
+            self._terminate(KILLED)
 
     def _create_task_run(self, base: str, task: str, run_name: str) -> str:
         options = self.mlflow_config.tracking.experiment.create_experiment_kwargs
@@ -250,7 +326,11 @@ class TrackingHook(MlflowHook):
             )
 
     def _provenance_tags(self, run_params: dict[str, Any]) -> dict[str, str]:
-        tags = {names.TAG_COMMAND: provenance.kedro_command(run_params)}
+        tags = {
+            names.TAG_COMMAND: provenance.kedro_command(run_params),
+            names.TAG_PID: str(os.getpid()),
+            names.TAG_HOST: socket.gethostname(),
+        }
         git = provenance.git_state(self._project_path)
         if git:
             tags |= {
@@ -304,6 +384,13 @@ class TrackingHook(MlflowHook):
             self._tag_cache_version(
                 node.outputs, task, catalog, names.TAG_LOGIT_CACHE_WRITTEN, load=False
             )
+        if (
+            self._open
+            and task is not None
+            and node.name == f"{task}.{names.EVALUATION_NODE}"
+            and mlflow.active_run() is not None
+        ):
+            mlflow.set_tag(names.TAG_EVALUATED, "true")  # the registry's completion mark
 
     def _activate(self, run_id: str | None) -> None:
         """Make ``run_id`` the one active MLflow run (ending, i.e. parking, the previous one)."""
@@ -311,7 +398,8 @@ class TrackingHook(MlflowHook):
         if run_id is None or (active is not None and active.info.run_id == run_id):
             return
         if active is not None:
-            mlflow.end_run()
+            mlflow.end_run()  # MLflow cannot switch runs otherwise; the run is not finished:
+            self._client.update_run(active.info.run_id, status=RUNNING)
         mlflow.set_experiment(experiment_id=self._experiments[run_id])
         mlflow.start_run(run_id=run_id)
 
@@ -347,6 +435,8 @@ class TrackingHook(MlflowHook):
         super().after_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
         if self._switching:
             self._terminate(FINISHED)
+        else:
+            self._stop_watching()
 
     @hook_impl
     def on_pipeline_error(
@@ -360,11 +450,21 @@ class TrackingHook(MlflowHook):
             super().on_pipeline_error(
                 error=error, run_params=run_params, pipeline=pipeline, catalog=catalog
             )
+            self._stop_watching()
             return
         self._terminate(FAILED)
 
+    def _stop_watching(self) -> None:
+        """The session ended on its own: no exit handler, SIGTERM as before."""
+        self._open = False
+        atexit.unregister(self._on_exit)
+        if getattr(self, "_sigterm", None) is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+
     def _terminate(self, status: str) -> None:
         """End the active run and mark every run of the session ``status``."""
+        self._stop_watching()
         while mlflow.active_run() is not None:
             mlflow.end_run(status)
         for run_id in {self._primary, *self._runs.values()} - {None}:
@@ -375,7 +475,7 @@ class TrackingHook(MlflowHook):
 MLFLOW_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]  # kedro-mlflow's own
 
 
-def anchor_tracking_uri(loader: Any, project_path: Path) -> None:
+def anchor_tracking_uri(loader: Any, project_path: Path) -> str | None:
     """Make a relative sqlite tracking URI of ``mlflow.yml`` relative to the project, not the cwd.
 
     ``sqlite:///mlflow.db`` would otherwise be a new, empty store in whatever folder a session is
@@ -387,11 +487,18 @@ def anchor_tracking_uri(loader: Any, project_path: Path) -> None:
     try:
         conf = loader["mlflow"]
     except MissingConfigException:
-        return  # kedro-mlflow falls back to its defaults and says so
+        return None  # kedro-mlflow falls back to its defaults and says so
     uri = (conf or {}).get("server", {}).get("mlflow_tracking_uri")
     if uri:
         conf["server"]["mlflow_tracking_uri"] = absolute_uri(str(uri), project_path)
         loader["mlflow"] = conf
+        return str(conf["server"]["mlflow_tracking_uri"])
+    return None
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM as a normal exit (status 128 + 15), so that exit handlers run."""
+    sys.exit(128 + signum)
 
 
 def _globals(context: KedroContext) -> dict[str, Any]:

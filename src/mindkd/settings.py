@@ -24,7 +24,7 @@ TEACHER_MEMBERS: dict[str, tuple[str, ...]] = {
 
 # The whole parameter tree checked before anything runs (mindkd.pipelines.params), then kedro-mlflow's
 # hook, extended to log typed (pydantic) parameters flattened; see mindkd.hooks.
-from mindkd.hooks import ParameterCheckHook, TrackingHook  # noqa: E402
+from mindkd.hooks import ParameterCheckHook, RunLockHook, TrackingHook  # noqa: E402
 
-HOOKS = (ParameterCheckHook(TEACHER_MEMBERS), TrackingHook())
+HOOKS = (ParameterCheckHook(TEACHER_MEMBERS), RunLockHook(), TrackingHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name (underscore)

@@ -27,6 +27,7 @@ from mindkd.tracking.registry import (
     model_name,
     register_best,
 )
+from mindkd.tracking.runs import TAG_EVALUATED
 from tiny_student import IHM, stays, student_card, trained_weights
 
 METRIC = "ihm.distill.mind.best/val/auroc"
@@ -53,15 +54,20 @@ def _run(
     experiment: str,
     metrics: dict[str, float],
     student: StudentPyfunc | None = None,
+    *,
     status: str = "FINISHED",
+    evaluated: bool = True,
 ) -> str:
     """A finished (or failed) run with ``metrics`` and, when given, the student logged as the
-    distill pipeline logs it."""
+    distill pipeline logs it; ``evaluated``: the completion mark the hook sets after the test
+    evaluation."""
     if mlflow.get_experiment_by_name(experiment) is None:  # artifacts in tmp, not ./mlruns
         mlflow.create_experiment(experiment, (root / experiment).as_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
         mlflow.log_metrics(metrics)
+        if evaluated:
+            mlflow.set_tag(TAG_EVALUATED, "true")
         if student is not None:
             StudentModelDataset(name=f"{student.spec.task}_mind_student").save(student)
     if status != "FINISHED":
@@ -89,6 +95,8 @@ def test_the_best_finished_run_by_val_metric_is_registered_as_champion(
         students[2],
     )
     _run(tmp_path, "mindkd-ihm", {METRIC: 0.95}, students[3], status="FAILED")
+    # FINISHED but never evaluated (an interruption recorded FINISHED before the completion mark)
+    _run(tmp_path, "mindkd-ihm", {METRIC: 0.97}, students[3], evaluated=False)
     _run(tmp_path, "mindkd-ihm", {METRIC: 0.99})  # no pyfunc student logged: skipped
     _run(tmp_path, "mindkd-pheno", {"pheno.distill.mind.best/val/auroc": 0.99}, students[3])
 
@@ -141,7 +149,11 @@ def test_selection_reads_validation_metrics_only_and_says_when_nothing_fits(
         find_best("ihm", uri)
     _run(tmp_path, "mindkd-ihm", {METRIC: 0.9})
     _run(
-        tmp_path, "mindkd-ihm", {METRIC: 0.8}, StudentPyfunc(card, trained_weights(card)), "FAILED"
+        tmp_path,
+        "mindkd-ihm",
+        {METRIC: 0.8},
+        StudentPyfunc(card, trained_weights(card)),
+        status="FAILED",
     )
     with pytest.raises(RegistryError, match=r"no finished run .* pyfunc student of 'ihm'"):
         register_best("ihm", uri)

@@ -7,6 +7,7 @@ Examples::
     python -m mindkd.tracking compare --models mind,no_kd,medfuse --sort alpha --ascending
     python -m mindkd.tracking diff 3f2a9c1e 8b7d0e44
     python -m mindkd.tracking register --task ihm
+    python -m mindkd.tracking stale [--close [--force]]   # runs left RUNNING by a killed process
 
 The store and experiment names come from the project's ``conf/`` (``globals.mlflow_tracking_uri``,
 ``mlflow.yml``) unless ``--tracking-uri`` / ``--experiment`` say otherwise.
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation metric under <task>.distill.mind. (default: "
         "the registry's, best/val/auroc)",
     )
+    stale = commands.add_parser(
+        "stale", help="runs left RUNNING by a process that is gone (mindkd.tracking.stale)"
+    )
+    stale.add_argument("--close", action="store_true", help="mark the dead ones KILLED")
+    stale.add_argument(
+        "--force", action="store_true", help="with --close: also runs of other hosts or untagged"
+    )
     return parser
 
 
@@ -91,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "register":
             return _register(uri, args.task, args.metric)
+        if args.command == "stale":
+            return _stale(uri, experiment, close=args.close, force=args.force)
         if args.command == "compare":
             models = [m.strip() for m in args.models.split(",") if m.strip()]
             table = compare_runs(
@@ -124,6 +134,19 @@ def _register(uri: str, task: str, metric: str | None) -> int:
         f"{version.name} version {version.version} (run {version.run_id}) is "
         f"{', '.join('@' + a for a in version.aliases)}\n"
     )
+    return 0
+
+
+def _stale(uri: str, experiment: str, *, close: bool, force: bool) -> int:
+    from mlflow import MlflowClient
+
+    from mindkd.tracking import stale
+
+    client = MlflowClient(tracking_uri=uri)
+    names = [experiment, *(f"{experiment}-{task}" for task in TASKS)]
+    runs = stale.find_stale(client, names)
+    closed = stale.close(client, runs, force=force) if close else None
+    sys.stdout.write(stale.format_stale(runs, closed) + "\n")
     return 0
 
 

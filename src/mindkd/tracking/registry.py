@@ -1,7 +1,10 @@
 """The best MIND student of a task in the MLflow model registry: ``mindkd-<task>-student@champion``.
 
 ``register_best`` looks at the finished runs of the task's experiment (``mindkd-<task>``) and of the
-base experiment (``mindkd``, where runs of both tasks lived before runs were split per task), ranks
+base experiment (``mindkd``, where runs of both tasks lived before runs were split per task) that
+carry the completion mark ``mindkd.evaluation_complete`` (set once the task's test evaluation was
+logged: a run interrupted before it, or recorded FINISHED by an older version, is never a
+candidate), ranks
 them by a VALIDATION metric of the MIND student (default ``<task>.distill.mind.best/val/auroc``:
 the monitored val metric at the epoch whose weights were kept; test metrics never select a model),
 and registers the best run's pyfunc student (the logged model tagged ``mindkd.serving`` /
@@ -25,6 +28,8 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModel, LoggedModelStatus, Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+
+from mindkd.tracking.runs import TAG_EVALUATED
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +123,9 @@ def find_best(
             "`--metric val/loss` (the last epoch's)"
         )
     raise RegistryError(
-        f"no finished run in experiment(s) {sorted(experiments.values())} has the metric {key!r} "
-        f"and a pyfunc student of {task!r}: run `kedro run --pipeline distill` first"
+        f"no finished run in experiment(s) {sorted(experiments.values())} has a completed "
+        f"evaluation (tag {TAG_EVALUATED}), the metric {key!r} and a pyfunc student of {task!r}: "
+        "run `kedro run --pipelines distill` to the end first"
     )
 
 
@@ -203,7 +209,7 @@ def _ranked_runs(
     while True:
         page = client.search_runs(
             experiment_ids,
-            filter_string="attributes.status = 'FINISHED'",
+            filter_string=f"attributes.status = 'FINISHED' AND tags.`{TAG_EVALUATED}` = 'true'",
             order_by=[f"metrics.`{key}` {order}", "attributes.start_time DESC"],
             max_results=500,
             page_token=token,
@@ -221,7 +227,9 @@ def _finished_without(
 ) -> list[str]:
     """Ids of finished runs with a pyfunc student of ``task`` that lack the metric ``key``."""
     runs = client.search_runs(
-        experiment_ids, filter_string="attributes.status = 'FINISHED'", max_results=200
+        experiment_ids,
+        filter_string=f"attributes.status = 'FINISHED' AND tags.`{TAG_EVALUATED}` = 'true'",
+        max_results=200,
     )
     return [
         run.info.run_id

@@ -26,6 +26,10 @@ TAG_DATA_FILES = "mindkd.data_files"
 TAG_LOGIT_CACHE = "mindkd.logit_cache_version"  # the teacher logit cache a distill run read
 TAG_LOGIT_CACHE_WRITTEN = "mindkd.logit_cache_written"  # the one a teachers run wrote
 TAG_VERSION = "mindkd.version."  # + package
+TAG_PID = "mindkd.pid"  # the process that ran it (with TAG_HOST: stale RUNNING runs are found)
+TAG_HOST = "mindkd.host"
+TAG_EVALUATED = "mindkd.evaluation_complete"  # "true" once the task's test evaluation is logged
+EVALUATION_NODE = "distill.track_evaluation_metrics"  # <task>.distill.track_evaluation_metrics
 TAG_COMMAND = "kedro_command"  # kedro-mlflow's tag, rewritten with every option and --params
 
 # The stages in the order data flows through them; others (a new pipeline) follow by name.
