@@ -55,7 +55,8 @@ def incomplete(location: str, problem: str, rebuild: str | None) -> DatasetError
     )
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (or is a zombie not yet reaped)."""
     if pid == os.getpid():
         return True
     try:
@@ -74,7 +75,7 @@ def remove_stale_staging(parent: Path) -> list[Path]:
         return removed
     for path in parent.iterdir():
         match = _STAGING.match(path.name)
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(1))):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -17,6 +17,10 @@ stage does not grow with the number of images. The file becomes the ``images`` a
 returned ``ArrayStore`` as a read-only ``np.memmap``; ``ArrayStoreDataset`` copies it file-wise on
 save, and the temporary file is deleted when the array is garbage-collected.
 
+A killed run cleans up after itself as far as it can: the temporary file is named after its process
+and the next decode deletes it (``mindkd.io.scratch``), and the workers die with the run
+(``mindkd.processing.workers``).
+
 Only files under the export's ``files/`` folder are read. Paths are built from ids that have the
 MIMIC form (``mindkd.mimic.cxr.image_relpaths``), and a worker opens a file only when its resolved
 path (links followed) still lies under the resolved ``files/`` folder. Images whose ids cannot name
@@ -30,7 +34,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import tempfile
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -43,7 +46,9 @@ from PIL import Image, ImageFile
 from tqdm.auto import tqdm
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.io.scratch import new_scratch_file
 from mindkd.mimic.cxr import IMAGES_DIR, image_id_problems, image_relpaths
+from mindkd.processing.workers import die_with_run, lifeline
 
 logger = logging.getLogger(__name__)
 
@@ -152,24 +157,30 @@ def _decode_chunks(
         for start, paths in chunks:
             yield _decode_chunk(start, paths, size, files_root)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
-    try:
-        pending: deque[Future[_ChunkResult]] = deque()
-        todo = iter(chunks)
-        for start, paths in todo:
-            pending.append(pool.submit(_decode_chunk, start, paths, size, files_root))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            result = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(
-                    pool.submit(_decode_chunk, following[0], following[1], size, files_root)
-                )
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with lifeline() as line:  # a killed run takes its workers with it
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=die_with_run,
+            initargs=(line,),
+        )
+        try:
+            pending: deque[Future[_ChunkResult]] = deque()
+            todo = iter(chunks)
+            for start, paths in todo:
+                pending.append(pool.submit(_decode_chunk, start, paths, size, files_root))
+                if len(pending) >= 4 * workers:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append(
+                        pool.submit(_decode_chunk, following[0], following[1], size, files_root)
+                    )
+                yield result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _resolve_paths(
@@ -268,7 +279,8 @@ def build_image_store(
             (``cxr.max_failed_fraction``); above it ``ImageDecodeError`` is raised.
         chunk_size: images per task sent to a worker (default: up to 64, >= 8 tasks per worker).
         scratch_dir: where the temporary pixel file (N·size² bytes) lives; default: the system temp
-            folder (``TMPDIR``). Point it at a disk, not a RAM-backed tmpfs, at real scale.
+            folder (``TMPDIR``). Point it at a disk, not a RAM-backed tmpfs, at real scale. The
+            pixel files that killed runs left there are deleted first.
         progress: show a tqdm bar; ``None`` shows it only on a terminal.
 
     Returns:
@@ -303,7 +315,7 @@ def build_image_store(
         len(failed),
     )
 
-    descriptor, scratch = tempfile.mkstemp(prefix="cxr_images_", suffix=".u8", dir=scratch_dir)
+    descriptor, scratch = new_scratch_file("cxr_images_", ".u8", scratch_dir)
     try:
         with os.fdopen(descriptor, "wb", buffering=0) as out:
             _preallocate(out.fileno(), len(todo) * frame, scratch)
