@@ -139,7 +139,7 @@ def test_bucket_out_of_range_is_an_error(tmp_path: Path) -> None:
         EventPartsDataset(str(tmp_path / "e")).save(stream)
 
 
-def test_whole_buckets_are_written_and_closed_at_once(tmp_path: Path) -> None:
+def test_whole_buckets_are_written_bucket_after_bucket(tmp_path: Path) -> None:
     def chunks() -> Iterator[tuple[int, pa.Table]]:
         yield 2, chunk([2, 6])
         yield 0, chunk([4])
@@ -149,8 +149,22 @@ def test_whole_buckets_are_written_and_closed_at_once(tmp_path: Path) -> None:
     parts = EventParts(tmp_path / "e")
     assert [parts.read(b).num_rows for b in range(4)] == [1, 0, 2, 0]
 
+    def consecutive() -> Iterator[tuple[int, pa.Table]]:  # a bucket cleaned in slices
+        yield 1, chunk([1])
+        yield 1, chunk([5, 9])
+        yield 3, chunk([3])
+
+    stream = EventStream(consecutive(), SCHEMA, 4, {}, whole_buckets=True)
+    EventPartsDataset(str(tmp_path / "g")).save(stream)
+    parts = EventParts(tmp_path / "g")
+    assert parts.read(1)["stay_id"].to_pylist() == [1, 5, 9]
+    assert pq.ParquetFile(parts.files[1]).metadata.num_row_groups == 2  # one per chunk
+    assert [parts.bucket_rows(b) for b in range(4)] == [0, 3, 0, 1]
+    assert [t.num_rows for t in parts.iter_batches(1, ["stay_id"], batch_rows=2)] == [2, 1]
+
     def twice() -> Iterator[tuple[int, pa.Table]]:
         yield 1, chunk([1])
+        yield 2, chunk([2])
         yield 1, chunk([5])
 
     with pytest.raises(DatasetError, match="came twice"):

@@ -64,3 +64,17 @@ def test_names_that_are_not_scratch_are_left_alone(tmp_path: Path) -> None:
     os.close(descriptor)
     assert Path(path).parent == tmp_path
     assert np.fromfile(path, dtype=np.uint8).size == 0
+
+
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next(tmp_path: Path) -> None:
+    from mindkd.io.scratch import scratch_folder
+
+    dead = tmp_path / "ehr_slices_999999999-abc123"  # no such pid: a killed run's spill folder
+    (dead / "sub").mkdir(parents=True)
+    (dead / "sub" / "part.parquet").write_bytes(b"x" * 100)
+    live = tmp_path / f"ehr_slices_{os.getpid()}-def456"
+    live.mkdir()
+    with scratch_folder("ehr_slices_", tmp_path) as folder:
+        assert folder.is_dir() and folder.name.startswith(f"ehr_slices_{os.getpid()}-")
+        assert not dead.exists() and live.is_dir()
+    assert not folder.exists()  # its own folder is gone on exit

@@ -209,6 +209,9 @@ def test_events_in_window_half_open(icustays: pd.DataFrame, event_buckets: list[
         1008,
         1009,
     ]
+    for slice_rows in (1, 2):  # read one or two events at a time: the same stays
+        found = collect_stays_with_events(event_buckets, icustays, 48, slice_rows)
+        assert found.tolist() == [1001, 1004, 1008, 1009]
     # whole stay [intime, outtime]: 1007's event at 48 h of a 72 h stay counts
     whole = collect_stays_with_events(event_buckets, icustays, None)
     assert whole.tolist() == [1001, 1004, 1007, 1008, 1009]

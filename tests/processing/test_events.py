@@ -18,6 +18,7 @@ from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
 from mindkd.mimic.variables import (
     CHANNEL,
     CHART_ITEMS,
+    GCS_COMPONENTS,
     GCS_TEXT_SCORES,
     LAB_ITEMS,
     UnitRule,
@@ -393,8 +394,11 @@ def random_raw(seed: int, n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RAW_EVENT_SCHEMA.names)
 
 
-@pytest.mark.parametrize("profile", ["mindkd", "mimic3_benchmarks"])
-def test_bucketed_stream_equals_reference(tmp_path: Path, profile: str) -> None:
+@pytest.mark.parametrize(
+    ("profile", "slice_rows"),
+    [("mindkd", 1_000_000), ("mimic3_benchmarks", 1_000_000), ("mindkd", 37)],
+)
+def test_bucketed_stream_equals_reference(tmp_path: Path, profile: str, slice_rows: int) -> None:
     frame = random_raw(seed=7, n=4000)
     table = pa.Table.from_pandas(frame, schema=RAW_EVENT_SCHEMA, preserve_index=False)
     n_buckets = 4
@@ -407,7 +411,9 @@ def test_bucketed_stream_equals_reference(tmp_path: Path, profile: str) -> None:
                 yield bucket, part.filter(mask)
 
     parts = MemoryEventParts(EventStream(chunks(), RAW_EVENT_SCHEMA, n_buckets, {"x": 1}))
-    stream = clean_events(parts, n_workers=2, ranges=profile)
+    stream = clean_events(
+        parts, n_workers=2, ranges=profile, slice_rows=slice_rows, scratch_dir=str(tmp_path)
+    )
     got = pa.concat_tables([t for _, t in stream]).to_pandas()
     got = got.sort_values(["stay_id", "charttime", "channel", "value"], kind="stable")
     expected = reference_clean(frame, profile)
@@ -423,6 +429,85 @@ def test_bucketed_stream_equals_reference(tmp_path: Path, profile: str) -> None:
     known = frame[frame["itemid"] != 999999]  # rows of no variable count as unknown_item only
     assert stats["dropped"]["duplicate"] == len(known) - len(known.drop_duplicates())
     assert stats["dropped"]["unknown_item"] == (frame["itemid"] == 999999).sum()
+    assert stats["buckets_sliced"] == (4 if slice_rows < 1000 else 0)  # ~1000 rows per bucket
+
+
+# --- a stay too large for memory: cleaned in slices ----------------------------------------
+
+T10, T1030, T11, T12 = (f"2180-01-01 {h}" for h in ("10:00:00", "10:30:00", "11:00:00", "12:00:00"))
+# One bucket in file order: stay 5 charts a lot, interleaved with stay 1. Duplicates, the GCS
+# parts of one time and the ties of one (stay, time, channel) lie far apart in the file.
+BIG_STAY = [
+    chart(220739, "Spontaneously", 4, t=T10, stay=5),  # GCS eye
+    chart(220045, "80", 80, t=T11, stay=5),
+    chart(223901, "Obeys Commands", 6, t=T10, stay=5),  # GCS motor
+    chart(220045, "70", 70, t=T10, stay=1),
+    chart(220045, "80", 80, t=T11, stay=5),  # exact duplicate of row 1
+    chart(223761, "98.6", 98.6, t=T1030, stay=5),  # °F
+    chart(223900, "Oriented", 5, t=T10, stay=5),  # GCS verbal: total 15 at 10:00
+    chart(220045, "90", 90, t=T11, stay=5),  # same stay, time and channel as row 1: by value
+    lab(50817, 0.96, t=T11, stay=5),  # SpO2 96 from the lab...
+    chart(220277, "96", 96, t=T11, stay=5),  # ...and 96 charted: the lab row first, as stored
+    chart(220045, "see note", None, t=T12, stay=5),  # non_numeric
+    chart(999999, "1", 1, t=T10, stay=1),  # unknown_item
+    chart(220045, "500", 500, t=T12, stay=5),  # out_of_range
+    chart(220739, "Spontaneously", 4, t=T10, stay=5),  # exact duplicate of row 0
+]
+
+
+def clean_in_memory(rows: list[Row], tmp_path: Path, **options: Any) -> tuple[pa.Table, dict]:
+    parts = MemoryEventParts(EventStream(iter([(0, raw(rows))]), RAW_EVENT_SCHEMA, 1, {"x": 1}))
+    stream = clean_events(parts, scratch_dir=str(tmp_path / "scratch"), **options)
+    return pa.concat_tables([t for _, t in stream]), stream.stats
+
+
+@pytest.mark.parametrize("slice_rows", [1, 2, 3, 5])
+def test_a_bucket_cleaned_in_slices_equals_the_whole_bucket(
+    tmp_path: Path, slice_rows: int
+) -> None:
+    whole, whole_stats = clean_in_memory(BIG_STAY, tmp_path)
+    sliced, stats = clean_in_memory(BIG_STAY, tmp_path, slice_rows=slice_rows, n_workers=2)
+    assert sliced.equals(whole)  # every value, in the same order, with its source
+    assert stats["buckets_sliced"] == 1 and whole_stats["buckets_sliced"] == 0
+    assert {**stats, "buckets_sliced": 0} == whole_stats
+    eye, motor, verbal, total = (CHANNEL[c] for c in (*GCS_COMPONENTS, "gcs_total"))
+    hr, temperature, spo2 = CHANNEL["heart_rate"], CHANNEL["temperature"], CHANNEL["spo2"]
+    frame = sliced.to_pandas()
+    expected = [
+        (1, T10, hr, 70.0, "chart"),
+        *sorted([(5, T10, eye, 4.0, "chart"), (5, T10, motor, 6.0, "chart"),
+                 (5, T10, verbal, 5.0, "chart"), (5, T10, total, 15.0, "chart")],
+                key=lambda r: r[2]),
+        (5, T1030, temperature, 37.0, "chart"),
+        (5, T11, hr, 80.0, "chart"),
+        (5, T11, hr, 90.0, "chart"),
+        (5, T11, spo2, 96.0, "lab"),
+        (5, T11, spo2, 96.0, "chart"),
+    ]  # fmt: skip
+    got = [
+        (r.stay_id, str(r.charttime), r.channel, round(float(r.value), 4), r.source)
+        for r in frame.itertuples()
+    ]
+    assert got == expected
+    assert stats["dropped"] == {
+        "unknown_item": 1, "duplicate": 2, "missing_value": 0, "non_numeric": 1,
+        "unknown_text": 0, "out_of_range": 1,
+    }  # fmt: skip
+    assert stats["rows_in"] == len(BIG_STAY) == stats["rows_kept"] + sum(stats["dropped"].values())
+    assert stats["rows_out"] == stats["rows_kept"] + sum(stats["derived"].values()) == len(got)
+    assert stats["rows_per_bucket"] == [len(got)]
+    assert not any((tmp_path / "scratch").iterdir())  # the spilled slices are gone
+
+
+def test_slices_are_saved_as_one_bucket_file(tmp_path: Path) -> None:
+    parts = MemoryEventParts(EventStream(iter([(1, raw(BIG_STAY))]), RAW_EVENT_SCHEMA, 3, {}))
+    store = EventPartsDataset(str(tmp_path / "clean"))
+    store.save(clean_events(parts, slice_rows=2, scratch_dir=str(tmp_path)))
+    saved = store.load()
+    whole, _ = clean_in_memory(BIG_STAY, tmp_path)
+    assert saved.read(1).equals(whole)
+    assert [saved.bucket_rows(b) for b in range(3)] == [0, whole.num_rows, 0]
+    assert saved.stats["rows_per_bucket"] == [0, whole.num_rows, 0]
 
 
 CHART_HEADER = (

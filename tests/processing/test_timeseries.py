@@ -115,10 +115,46 @@ def test_lookback_values_are_observed_in_hour_0() -> None:
     assert np.asarray(off.arrays["values"])[0, 0, C + WEIGHT] == 0
 
 
-def test_same_second_tie_takes_the_largest_value() -> None:
+@pytest.mark.parametrize("slice_rows", [1, 2, 1000])
+def test_same_second_tie_takes_the_largest_value(slice_rows: int) -> None:
+    # read one row at a time, the tie is settled across pieces: the largest, not the last read
     rows = [(1, _at(0, 5), HR, 80.0), (1, _at(0, 5), HR, 95.0), (1, _at(0, 5), HR, 70.0)]
-    values = build_hourly_store(_events(rows), _stays({1: 3}), hours=2).arrays["values"]
-    assert values[0, :, HR].tolist() == [95.0, 95.0]
+    rows += [(1, _at(1, 9), HR, 60.0), (1, _at(1, 2), HR, 99.0)]  # hour 1: the later, 60
+    store = build_hourly_store(_events(rows), _stays({1: 3}), hours=2, slice_rows=slice_rows)
+    assert store.arrays["values"][0, :, HR].tolist() == [95.0, 60.0]
+    assert store.metadata["cells_observed"] == 2
+
+
+def test_a_bucket_read_in_pieces_gives_the_same_tensors() -> None:
+    rng = np.random.default_rng(3)
+    stays = _stays({s: float(rng.integers(1, 30)) for s in range(200, 230)})
+    n = 4000
+    slow = [WEIGHT, HEIGHT, HR, DBP]  # the look-back applies to the first two
+    rows = list(
+        zip(
+            rng.integers(195, 230, n).tolist(),  # some stays of no cohort (195..199)
+            [_at(seconds=float(s)) for s in rng.integers(-5 * 3600, 32 * 3600, n) // 600 * 600],
+            rng.choice(slow, n).tolist(),  # 10-minute grid: many ties at one second
+            np.where(rng.random(n) < 0.05, np.nan, rng.normal(size=n).round(1)).tolist(),
+            strict=True,
+        )
+    )
+    events, lookback = _events(rows), Lookback(2)
+    whole = build_hourly_store(events, stays, max_hours=24, lookback=lookback)
+    meta = whole.metadata
+    assert meta["events_in"] == n == (
+        meta["events_other_stays"] + meta["events_before_intime"] + meta["events_after_window"]
+        + meta["events_missing_value"] + meta["events_used"]
+    )  # fmt: skip
+    assert min(meta[k] for k in meta if k.startswith("events_")) > 0  # every kind happens
+    for slice_rows in (1, 13, 999):
+        pieces = build_hourly_store(
+            _Parts([events]), stays, max_hours=24, lookback=lookback, slice_rows=slice_rows
+        )
+        np.testing.assert_array_equal(
+            np.asarray(pieces.arrays["values"]), np.asarray(whole.arrays["values"])
+        )
+        assert pieces.metadata == meta
 
 
 def test_pheno_cap_lengths_padding_and_empty_stays() -> None:

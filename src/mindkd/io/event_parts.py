@@ -11,16 +11,18 @@ The pattern, for streams too big for memory with Kedro's "nodes do not write fil
    into one parquet file per bucket (one ``pyarrow.parquet.ParquetWriter`` each): chunks are
    buffered up to ``buffer_bytes`` over all buckets, then every bucket's rows are appended as a
    row group, so memory stays flat whatever the input size. A stream of whole buckets
-   (``whole_buckets``: one chunk per bucket, as pass 2 makes) is written and closed bucket by
-   bucket. Then ``_parts.json`` gets the bucket count and the rows of every bucket,
+   (``whole_buckets``: a bucket's chunks come one after another, as pass 2 makes them) is
+   written chunk by chunk, one row group each, and a bucket's file is closed when the next
+   bucket starts. Then ``_parts.json`` gets the bucket count and the rows of every bucket,
    ``_schema.arrow`` the arrow schema and ``_stats.json`` (written last) the stream's final stats.
    The folder is written under a temporary name and renamed when complete, so a failed or killed
    run never leaves a half-written store (``mindkd.io.fsspec_base.staged``).
 3. Its ``load`` checks the store is whole (every bucket file there, each with the rows
    ``_parts.json`` says) and returns an ``EventParts``: the list of bucket files, ``stats``,
-   ``read(bucket)`` and
-   iteration over ``(bucket, table)``. The next node (e.g. pass 2, cleaning) works bucket by bucket
-   and returns another stream, saved by another ``EventPartsDataset``.
+   ``read(bucket)``, ``bucket_rows(bucket)`` and ``iter_batches(bucket)`` (a bucket too large
+   to hold, in batches) and iteration over ``(bucket, table)``. The next node (e.g. pass 2,
+   cleaning) works bucket by bucket and returns another stream, saved by another
+   ``EventPartsDataset``.
 
 Layout of one store (``versioned: true`` puts it under ``<filepath>/<version>/<name>/``)::
 
@@ -69,7 +71,7 @@ class EventStreamLike(Protocol):
     schema: pa.Schema
     n_buckets: int
     stats: Mapping[str, Any]
-    whole_buckets: bool  # each bucket comes in one chunk: its file is closed once written
+    whole_buckets: bool  # a bucket's chunks are consecutive: its file closes when the next starts
 
     def __iter__(self) -> Iterator[Chunk]: ...
 
@@ -127,9 +129,22 @@ class EventParts:
 
     def read(self, bucket: int, columns: list[str] | None = None) -> pa.Table:
         """Bucket ``bucket`` whole, as one arrow table with the saved schema."""
-        data = pq.read_table(self.files[bucket], columns=columns)
-        names = data.schema.names
-        return data.cast(pa.schema([self.schema.field(n) for n in names]))
+        return self._typed(pq.read_table(self.files[bucket], columns=columns))
+
+    def _typed(self, data: pa.Table) -> pa.Table:
+        return data.cast(pa.schema([self.schema.field(n) for n in data.schema.names]))
+
+    def bucket_rows(self, bucket: int) -> int:
+        """Rows of bucket ``bucket``, from the file's footer (no data read)."""
+        return int(pq.ParquetFile(self.files[bucket]).metadata.num_rows)
+
+    def iter_batches(
+        self, bucket: int, columns: list[str] | None = None, batch_rows: int = 1 << 17
+    ) -> Iterator[pa.Table]:
+        """Bucket ``bucket`` in file order, ``batch_rows`` rows at a time (memory: one batch)."""
+        with pq.ParquetFile(self.files[bucket]) as file:
+            for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+                yield self._typed(pa.Table.from_batches([batch]))
 
     def num_rows(self) -> int:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
@@ -188,6 +203,17 @@ class MemoryEventParts:
     def read(self, bucket: int) -> pa.Table:
         return self._tables[bucket]
 
+    def bucket_rows(self, bucket: int) -> int:
+        return self._tables[bucket].num_rows
+
+    def iter_batches(
+        self, bucket: int, columns: list[str] | None = None, batch_rows: int = 1 << 17
+    ) -> Iterator[pa.Table]:
+        table = self._tables[bucket]
+        table = table.select(columns) if columns is not None else table
+        for start in range(0, table.num_rows, batch_rows):
+            yield table.slice(start, batch_rows)
+
     def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
         return iter(self._tables.items())
 
@@ -220,6 +246,7 @@ class _BucketWriter:
         self.whole_buckets = whole_buckets
         self.writers: dict[int, pq.ParquetWriter] = {}
         self.closed: set[int] = set()
+        self.current: int | None = None  # whole buckets: the bucket being written
         self.pending: dict[int, list[pa.Table]] = {}
         self.pending_bytes = 0
         self.rows: dict[int, int] = {}
@@ -228,19 +255,32 @@ class _BucketWriter:
         for bucket, table in bucket_slices(chunk):
             if not 0 <= bucket < self.n_buckets:
                 raise DatasetError(f"Chunk for bucket {bucket} outside 0..{self.n_buckets - 1}")
+            if self.whole_buckets and bucket != self.current:
+                self._close_current()
             if bucket in self.closed:
-                raise DatasetError(f"Bucket {bucket} came twice in a stream of whole buckets")
-            if not table.num_rows:
-                continue
+                raise DatasetError(
+                    f"Bucket {bucket} came twice, after another bucket, in a stream of whole buckets"
+                )
             if self.whole_buckets:
-                self._write(bucket, [table])
-                self.writers.pop(bucket).close()
-                self.closed.add(bucket)
+                self.current = bucket
+                if table.num_rows:
+                    self._write(bucket, [table])
+                continue
+            if not table.num_rows:
                 continue
             self.pending.setdefault(bucket, []).append(table)
             self.pending_bytes += table.nbytes
         if self.pending_bytes >= self.buffer_bytes:
             self.flush()
+
+    def _close_current(self) -> None:
+        if self.current is None:
+            return
+        writer = self.writers.pop(self.current, None)
+        if writer is not None:
+            writer.close()
+        self.closed.add(self.current)
+        self.current = None
 
     def flush(self) -> None:
         pending, self.pending, self.pending_bytes = self.pending, {}, 0
@@ -270,10 +310,11 @@ class _BucketWriter:
 
     def close(self) -> None:
         self.flush()
+        self._close_current()
         for writer in self.writers.values():
             writer.close()
         for bucket in range(self.n_buckets):
-            if bucket not in self.writers and bucket not in self.closed:
+            if bucket not in self.rows:  # never written: an empty file
                 pq.write_table(
                     self.schema.empty_table(),
                     self.folder / PART_FORMAT.format(bucket),

@@ -10,10 +10,13 @@ scratch is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from mindkd.io.fsspec_base import pid_alive
@@ -31,19 +34,38 @@ def new_scratch_file(
     return tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix, dir=folder)
 
 
+@contextlib.contextmanager
+def scratch_folder(prefix: str, scratch_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """A new ``<scratch_dir>/<prefix><pid>-<random>`` folder, deleted on exit; the folders of its
+    prefix left by dead processes are deleted first."""
+    folder = Path(scratch_dir if scratch_dir is not None else tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(folder, prefix, "")
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=folder))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_stale_scratch(folder: Path, prefix: str, suffix: str) -> list[Path]:
-    """Delete the ``<prefix><pid>-<random><suffix>`` files in ``folder`` whose process is gone."""
+    """Delete the ``<prefix><pid>-<random><suffix>`` files (or folders) in ``folder`` whose
+    process is gone."""
     name = re.compile(rf"{re.escape(prefix)}(\d+)-\w+{re.escape(suffix)}")
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for path in folder.iterdir():
         match = name.fullmatch(path.name)
-        if match is None or pid_alive(int(match.group(1))) or not path.is_file():
+        if match is None or pid_alive(int(match.group(1))):
             continue
         try:
-            size = path.stat().st_size
-            path.unlink()
+            if path.is_dir():
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path)
+            else:
+                size = path.stat().st_size
+                path.unlink()
         except FileNotFoundError:  # another run removed it first
             continue
         removed.append(path)

@@ -19,7 +19,8 @@ The first three remove records that cannot be true; the last three are the cohor
 Task cohorts:
 
 - ``ihm_cohort``: ``outtime - intime >= 48 h`` and at least one cleaned event in
-  ``[intime, intime + 48 h)`` (``collect_stays_with_events``, computed bucket by bucket);
+  ``[intime, intime + 48 h)`` (``collect_stays_with_events``, computed bucket by bucket, a
+  large bucket in pieces);
   label ``y`` from ``mindkd.processing.labels.mortality_labels``.
 - ``pheno_cohort``: every cohort stay (optionally only those with an event), 25 phenotype labels.
 
@@ -42,7 +43,9 @@ import pandas as pd
 from mindkd.mimic.phenotypes import PHENOTYPE_COLUMNS
 from mindkd.processing.checks import require_columns
 from mindkd.processing.labels import MortalitySource, mortality_labels, phenotype_labels
+from mindkd.processing.slicing import DEFAULT_SLICE_ROWS
 from mindkd.processing.timeseries import (
+    EVENT_COLUMNS,
     EventTable,
     event_arrays,
     iter_event_buckets,
@@ -252,12 +255,17 @@ def stays_with_events_in_window(
 
 
 def collect_stays_with_events(
-    event_parts: Any, stays: pd.DataFrame, hours: float | None = IHM_HOURS
+    event_parts: Any,
+    stays: pd.DataFrame,
+    hours: float | None = IHM_HOURS,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> np.ndarray:
-    """``stays_with_events_in_window`` over every bucket of ``event_parts`` (one at a time)."""
+    """``stays_with_events_in_window`` over every bucket of ``event_parts``, one piece of at most
+    ``slice_rows`` rows at a time (a stay with millions of events is read in pieces)."""
     found = [
-        stays_with_events_in_window(bucket, stays, hours)
-        for bucket in iter_event_buckets(event_parts, ("stay_id", "charttime", "channel", "value"))
+        stays_with_events_in_window(piece, stays, hours)
+        for pieces in iter_event_buckets(event_parts, EVENT_COLUMNS, slice_rows)
+        for piece in pieces
     ]
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 

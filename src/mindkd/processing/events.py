@@ -2,8 +2,12 @@
 
 ``clean_events(parts)`` reads the buckets written by pass 1 (``mindkd.processing.ingest``) one at a
 time (a stay lives in exactly one bucket, so every per-stay rule is complete within a bucket) and
-returns a lazy ``EventStream`` of ``CLEAN_EVENT_SCHEMA`` rows, one table per bucket, sorted by
-``stay_id, charttime, channel, value``. ``clean_bucket`` is the per-bucket work, all vectorised:
+returns a lazy ``EventStream`` of ``CLEAN_EVENT_SCHEMA`` rows, bucket after bucket, sorted by
+``stay_id, charttime, channel, value``. A bucket larger than ``slice_rows`` (one stay with
+millions of events) is cleaned in ``(stay_id, charttime)`` slices (``mindkd.processing.slicing``):
+every rule below compares only rows of one stay at one charttime, so the slices give exactly the
+whole-bucket result, in a memory bounded by the slice. ``clean_bucket`` is the per-bucket (or
+per-slice) work, all vectorised:
 
 1. map each row's (source, itemid) to its channel (``VARIABLES`` index) and unit rule;
 2. remove exact duplicate rows (same stay_id, charttime, itemid, value, valuenum, valueuom, source);
@@ -52,6 +56,7 @@ from mindkd.mimic.variables import (
     range_profile,
 )
 from mindkd.processing.ingest import BucketedEvents, EventStream
+from mindkd.processing.slicing import DEFAULT_SLICE_ROWS, bucket_rows, sorted_slices
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +151,7 @@ class CleanCounts:
         self.dropped = np.zeros((len(CLEAN_REASONS), width), dtype=np.int64)
         self.events = np.zeros((len(_EVENTS), width), dtype=np.int64)
         self.rows_per_bucket: list[int] = []
+        self.buckets_sliced = 0
 
     def drop(self, reason: str, channel: np.ndarray) -> None:
         self.dropped[_REASON[reason]] += _per_column(channel)
@@ -487,6 +493,7 @@ def _clean_stats(
         "ranges": ranges.profile,
         **counts.as_stats(),
         "rows_per_bucket": list(counts.rows_per_bucket),
+        "buckets_sliced": counts.buckets_sliced,
         "ingest": dict(upstream),
     }
 
@@ -495,53 +502,73 @@ def clean_events(
     parts: BucketedEvents,
     n_workers: int | None = None,
     ranges: str = DEFAULT_RANGE_PROFILE,
+    *,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
+    scratch_dir: str | None = None,
 ) -> EventStream:
     """Clean every bucket of ``parts`` (pass 1's output) into a lazy ``EventStream``.
 
     ``ranges`` names the range profile (``ehr.ranges``: ``mindkd`` or ``mimic3_benchmarks``).
 
-    Buckets are read and cleaned ``n_workers`` at a time (threads: the work is in numpy / arrow,
-    which release the GIL; default: up to 2, the cores of the reference machine) and yielded in
-    bucket order, so memory holds at most ``n_workers + 1`` buckets.
+    A bucket of at most ``slice_rows`` rows (``ehr.slice_rows``) is cleaned whole; a larger one
+    (a stay with millions of events) in ``(stay_id, charttime)`` slices of at most ``slice_rows``
+    rows (``mindkd.processing.slicing.sorted_slices``, spilled under ``scratch_dir``), which
+    gives exactly the whole-bucket result. Pieces are cleaned ``n_workers`` at a time (threads:
+    the work is in numpy / arrow, which release the GIL; default: up to 2, the cores of the
+    reference machine) and yielded in order, so memory holds at most ``n_workers + 1`` pieces,
+    however large the largest stay.
 
     Stats (``stream.stats``): ``rows_in``, ``rows_kept``, ``rows_out``, ``dropped.<reason>`` for
     each of ``CLEAN_REASONS`` and ``dropped_by_variable.<reason>.<variable>``; per variable
     ``clipped``, ``converted`` (unit conversions applied), ``fahrenheit_in_celsius`` (°F values
     of a °C item, converted; also in ``converted``), ``text_scored`` (values read from
-    text), ``derived`` (``gcs_total``) and ``rows_out_by_variable``; ``rows_per_bucket``; and
-    ``ingest``, pass 1's stats, so one file tells the whole story.
+    text), ``derived`` (``gcs_total``) and ``rows_out_by_variable``; ``rows_per_bucket``;
+    ``buckets_sliced`` (buckets cleaned in slices); and ``ingest``, pass 1's stats, so one
+    file tells the whole story.
     """
-    workers = n_workers if n_workers is not None else min(2, os.cpu_count() or 1)
+    workers = max(1, n_workers if n_workers is not None else min(2, os.cpu_count() or 1))
     bounds = RangeArrays(ranges)
     total = CleanCounts()
+    total.rows_per_bucket = [0] * parts.n_buckets
     upstream = dict(parts.stats)
     stats: dict[str, Any] = _clean_stats(total, parts.n_buckets, upstream, False, bounds)
 
-    def work(bucket: int) -> tuple[pa.Table, CleanCounts]:
-        return clean_bucket(parts.read(bucket), bounds)
+    def pieces() -> Iterator[tuple[int, int | pa.Table]]:
+        """(bucket, its rows or a slice of them) in output order; a whole bucket is read by the
+        worker that cleans it."""
+        for bucket in range(parts.n_buckets):
+            if bucket_rows(parts, bucket) <= slice_rows:
+                yield bucket, bucket
+                continue
+            total.buckets_sliced += 1
+            for piece in sorted_slices(parts, bucket, slice_rows, scratch_dir):
+                yield bucket, piece
+
+    def work(rows: int | pa.Table) -> tuple[pa.Table, CleanCounts]:
+        return clean_bucket(parts.read(rows) if isinstance(rows, int) else rows, bounds)
 
     def chunks() -> Iterator[tuple[int, pa.Table]]:
         # give back what pass 1 left cached in arrow's allocator before holding whole buckets
         pa.default_memory_pool().release_unused()
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: deque[tuple[int, Future[tuple[pa.Table, CleanCounts]]]] = deque()
-            buckets = iter(range(parts.n_buckets))
+            todo = pieces()
             bar = tqdm(total=parts.n_buckets, desc="clean events", unit="bucket", disable=None)
             with bar:
                 while True:
-                    while len(pending) < max(1, workers):
-                        bucket = next(buckets, None)
-                        if bucket is None:
+                    while len(pending) < workers:
+                        piece = next(todo, None)
+                        if piece is None:
                             break
-                        pending.append((bucket, pool.submit(work, bucket)))
+                        pending.append((piece[0], pool.submit(work, piece[1])))
                     if not pending:
                         break
                     bucket, future = pending.popleft()
                     table, counts = future.result()
                     total.merge(counts)
-                    total.rows_per_bucket.append(table.num_rows)
+                    total.rows_per_bucket[bucket] += table.num_rows
                     stats.update(_clean_stats(total, parts.n_buckets, upstream, False, bounds))
-                    bar.update()
+                    bar.update(bucket + 1 - bar.n)
                     yield bucket, table
         stats.update(_clean_stats(total, parts.n_buckets, upstream, True, bounds))
         logger.info(

@@ -126,8 +126,9 @@ class EventStream:
     ``schema`` is that of the rows, without the bucket column. A bucket may come in many chunks.
     ``stats`` is a plain dict that the producer updates as chunks are consumed; it is final
     (``stats["complete"] is True``) once the stream is exhausted. Iterating a second time raises:
-    the stream is gone once consumed. With ``whole_buckets`` a bucket comes in exactly one chunk
-    (a consumer may close its file at once).
+    the stream is gone once consumed. With ``whole_buckets`` a bucket's chunks come one after
+    another, never interleaved with another bucket's (a consumer may close a bucket's file as soon
+    as the next bucket starts).
     """
 
     def __init__(
@@ -159,7 +160,12 @@ class EventStream:
 
 
 class BucketedEvents(Protocol):
-    """What pass 2 reads: whole buckets by number (``mindkd.io.event_parts.EventParts``)."""
+    """What pass 2 reads: whole buckets by number (``mindkd.io.event_parts.EventParts``).
+
+    Where the store also has ``bucket_rows(bucket)`` and ``iter_batches(bucket, columns,
+    batch_rows)``, a bucket too large for one slice is streamed (``mindkd.processing.slicing``);
+    without them it is read whole and cut in memory.
+    """
 
     n_buckets: int
     stats: Mapping[str, Any]
@@ -464,9 +470,10 @@ def ingest_events(
         labevents: batches with the same columns but stay_id (a ``MimicEventReader`` of labevents).
         icustays: subject_id, stay_id, intime, outtime (``MimicTableDataset`` of ``icustays``).
         n_buckets: the least number of buckets; a stay goes to bucket ``stay_id % n``.
-        bucket_bytes: pass 2 holds a whole bucket in memory, so when the readers know their
-            compressed size (``size_bytes``), ``n`` grows to one bucket per ``bucket_bytes`` of
-            input (at most ``MAX_BUCKETS``): buckets, and pass 2's memory, stay the same size
+        bucket_bytes: pass 2 holds a whole bucket in memory (up to ``ehr.slice_rows`` rows; a
+            larger one, made by a stay with millions of events, in slices), so when the readers
+            know their compressed size (``size_bytes``), ``n`` grows to one bucket per
+            ``bucket_bytes`` of input (at most ``MAX_BUCKETS``): buckets stay the same size
             whatever the input (real MIMIC-IV: ~600 buckets of ~0.1 M rows). None: exactly
             ``n_buckets``.
         admissions: ``hadm_id, admittime``: the look-back never reaches before the admission.

@@ -21,20 +21,25 @@ models read ``length``.
 ``build_hourly_store`` returns an ``ArrayStore`` with ``values (N, T, 2C) float32``: the C raw-unit
 values (imputed, carried forward) followed by the C masks, in ``VARIABLES`` order; its index is
 ``stay_id, row, length``. It reads one bucket of cleaned events at a time and writes into an
-``np.memmap`` scratch file, so memory depends on the bucket size, never on N. Everything is
-vectorised per bucket: (row, hour, channel) cells are scattered into a dense block, the last value
-per cell is picked with one sort, and forward filling is a running maximum of the last observed
-hour index along time. There is no loop over events or stays.
+``np.memmap`` scratch file, so memory depends on the bucket size, never on N. A bucket larger than
+``slice_rows`` (one stay with millions of events) is read in pieces of at most ``slice_rows`` rows
+(``mindkd.processing.slicing.read_pieces``): each piece is reduced to the last value of each cell
+it touches, and these merge exactly, so memory is bounded by the slice and by the cells (at most
+window x channels per stay), never by the largest stay. Everything is vectorised per piece:
+(row, hour, channel) cells are scattered into a dense block, the last value per cell is picked with
+one sort, and forward filling is a running maximum of the last observed hour index along time.
+There is no loop over events or stays.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,8 +48,10 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.io.scratch import new_scratch_file
 from mindkd.mimic.variables import NUM_VARIABLES, VARIABLE_NAMES, VARIABLES
 from mindkd.processing.ingest import NO_LOOKBACK, Lookback
+from mindkd.processing.slicing import DEFAULT_SLICE_ROWS, read_pieces, split_rows
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +76,39 @@ class _ReadableBuckets(Protocol):
 def iter_event_buckets(
     parts: _ReadableBuckets | Iterable[Any] | EventTable,
     columns: tuple[str, ...] = EVENT_COLUMNS,
-) -> Iterator[EventTable]:
-    """One table of cleaned events per bucket, from any of the shapes events come in.
+    max_rows: int = DEFAULT_SLICE_ROWS,
+) -> Iterator[Iterator[EventTable]]:
+    """The cleaned events of each bucket, in pieces of at most ``max_rows`` rows.
 
-    Accepts an ``EventParts``/``MemoryEventParts`` (anything with ``n_buckets`` and ``read``; only
-    ``columns`` are read where ``read`` takes ``columns``), a single table, or an iterable of tables
-    or of ``(bucket, table)`` pairs.
+    Yields one iterator of pieces per bucket (consume it before taking the next bucket). Accepts
+    an ``EventParts``/``MemoryEventParts`` (anything with ``n_buckets`` and ``read``; only
+    ``columns`` are read where ``read`` takes ``columns``; a large bucket is streamed where the
+    store has ``iter_batches``), a single table (one bucket), or an iterable of tables (one bucket
+    each) or of ``(bucket, table)`` pairs (consecutive pairs of one bucket are one bucket).
     """
+    for _, group in groupby(_event_pieces(parts, columns, max_rows), key=itemgetter(0)):
+        yield (piece for _, piece in group)
+
+
+def _event_pieces(
+    parts: _ReadableBuckets | Iterable[Any] | EventTable,
+    columns: tuple[str, ...],
+    max_rows: int,
+) -> Iterator[tuple[int, EventTable]]:
+    """``(bucket, piece)`` pairs, a bucket's pieces one after another."""
     if isinstance(parts, pa.Table | pd.DataFrame):
-        yield parts
+        for piece in split_rows(parts, max_rows):
+            yield 0, piece
         return
     if hasattr(parts, "n_buckets") and hasattr(parts, "read"):
         for bucket in range(parts.n_buckets):
-            try:
-                yield parts.read(bucket, columns=list(columns))  # type: ignore[call-arg]
-            except TypeError:
-                yield parts.read(bucket)
+            for piece in read_pieces(parts, bucket, max_rows, columns):
+                yield bucket, piece
         return
-    for item in parts:
-        yield item[1] if isinstance(item, tuple) else item
+    for position, item in enumerate(parts):
+        bucket, table = item if isinstance(item, tuple) else (position, item)
+        for piece in split_rows(table, max_rows):
+            yield bucket, piece
 
 
 def event_arrays(table: EventTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -181,12 +202,49 @@ class _Cells:
 
 
 def bucket_cells(
-    table: EventTable,
+    pieces: Iterable[EventTable],
     stays: _StayTable,
     counts: dict[str, int],
     lookback: Lookback = NO_LOOKBACK,
 ) -> _Cells:
-    """The last value of each (row, hour, channel) cell of one bucket; updates ``counts``."""
+    """The last value of each (row, hour, channel) cell of one bucket; updates ``counts``.
+
+    The bucket may come in pieces (``iter_event_buckets``): each piece is reduced to the last
+    value of each of its cells, and those merge exactly (a cell's latest second wins, then the
+    largest value at that second), so the cells do not depend on where the bucket was cut.
+    """
+    window = int(stays.length.max()) if len(stays.length) else 1
+    span = SECONDS_PER_HOUR + lookback.seconds
+    key, value = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    for piece in pieces:
+        piece_key, piece_value = _piece_cells(piece, stays, counts, lookback, window)
+        if len(key):  # merge with the cells of the earlier pieces
+            piece_key, piece_value = _last_per_cell(
+                np.concatenate([key, piece_key]), np.concatenate([value, piece_value]), span
+            )
+        key, value = piece_key, piece_value
+    counts["cells_observed"] += len(key)
+    cell = key // span  # (row * window + hour) * C + channel, ascending
+    return _Cells(
+        row=cell // NUM_VARIABLES // window,
+        hour=cell // NUM_VARIABLES % window,
+        channel=cell % NUM_VARIABLES,
+        value=value,
+    )
+
+
+def _piece_cells(
+    table: EventTable,
+    stays: _StayTable,
+    counts: dict[str, int],
+    lookback: Lookback,
+    window: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(key, value)`` of the last value of each cell of one piece, ``key`` sorted.
+
+    ``key = cell * span + offset``: the cell ``(row * window + hour) * C + channel``, then the
+    second in the cell's hour (``offset``, from ``-lookback`` for looked-back values of hour 0).
+    """
     stay, seconds, channel, value = event_arrays(table)
     counts["events_in"] += len(stay)
     row = stays.lookup.get_indexer(stay)
@@ -224,24 +282,26 @@ def bucket_cells(
         seconds[keep],
     )
     counts["events_used"] += len(row)
-    window = int(stays.length.max()) if len(stays.length) else 1
     cell = (row * window + hour) * NUM_VARIABLES + channel  # unique per (row, hour, channel)
     # seconds into the cell's hour: [0, 3600), or [-lookback, 0) for looked-back values of hour 0
     span = SECONDS_PER_HOUR + lookback.seconds
     offset = seconds - stays.intime[row] - hour * SECONDS_PER_HOUR + lookback.seconds
-    key = cell * span + offset  # sorts by cell, then time within the hour
+    return _last_per_cell(cell * span + offset, value, span)
+
+
+def _last_per_cell(key: np.ndarray, value: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell (``key // span``): its latest ``key``, with the largest value at that key."""
     if not len(key):
-        return _Cells(row, hour, channel, value)
+        return key, value
     order = np.argsort(key)
     key, value = key[order], value[order]
     # runs of one cell at one second: the largest value of the run (order-free, no stable sort)
     run_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     run_value = np.maximum.reduceat(value, run_start)
-    run_cell = key[run_start] // span
+    run_key = key[run_start]
+    run_cell = run_key // span
     last_run = np.r_[run_cell[1:] != run_cell[:-1], True]
-    pick = order[run_start[last_run]]  # an event of the latest second of each cell
-    counts["cells_observed"] += len(pick)
-    return _Cells(row[pick], hour[pick], channel[pick], run_value[last_run])
+    return run_key[last_run], run_value[last_run]
 
 
 def fill_block(cells: _Cells, rows: np.ndarray, length: np.ndarray, window: int) -> np.ndarray:
@@ -277,11 +337,12 @@ def _empty_rows(rows: np.ndarray, length: np.ndarray, window: int) -> np.ndarray
 def open_scratch(shape: tuple[int, ...], scratch_dir: str | None, prefix: str) -> np.ndarray:
     """A writable float32 array backed by a new scratch file (in memory when it has no rows).
 
-    Finish with ``seal_scratch`` (read-only, deleted once collected) or ``discard_scratch``.
+    Finish with ``seal_scratch`` (read-only, deleted once collected) or ``discard_scratch``. The
+    file is named after this process; the scratch of ``prefix`` left by killed runs is removed first.
     """
     if shape[0] == 0:
         return np.zeros(shape, dtype=np.float32)
-    descriptor, path = tempfile.mkstemp(prefix=prefix, suffix=".f32", dir=scratch_dir)
+    descriptor, path = new_scratch_file(prefix, ".f32", scratch_dir)
     os.close(descriptor)
     try:
         return np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
@@ -327,6 +388,7 @@ def build_hourly_store(
     scratch_dir: str | None = None,
     progress: bool | None = None,
     lookback: Lookback = NO_LOOKBACK,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> ArrayStore:
     """Hourly values + masks of ``stays`` (row order = ``stays`` order) from cleaned events.
 
@@ -342,6 +404,8 @@ def build_hourly_store(
         progress: tqdm bar over buckets (None: only on a terminal).
         lookback: slow variables charted this long before ``intime`` are observed in hour 0
             (the same ``Lookback`` that ingestion kept them with).
+        slice_rows: events read at a time (``ehr.slice_rows``); a larger bucket is read in
+            pieces, with the same result.
 
     Returns an ``ArrayStore`` with ``values (N, T, 2C) float32`` and index
     ``stay_id, row, length``; ``metadata`` holds the window and the event/stay counts.
@@ -366,7 +430,7 @@ def build_hourly_store(
     try:
         untouched = _fill(
             values,
-            iter_event_buckets(event_parts),
+            iter_event_buckets(event_parts, max_rows=slice_rows),
             table,
             counts,
             progress=progress,
@@ -396,7 +460,7 @@ def build_hourly_store(
 
 def _fill(
     values: np.ndarray,
-    buckets: Iterable[EventTable],
+    buckets: Iterable[Iterable[EventTable]],
     table: _StayTable,
     counts: dict[str, int],
     *,
@@ -407,8 +471,8 @@ def _fill(
     """Write every stay's rows into ``values``; return the rows of stays without events."""
     window = values.shape[1]
     touched = np.zeros(len(table.stay_ids), dtype=bool)
-    for events in tqdm(buckets, desc="hourly tensors", unit="bucket", disable=_disabled(progress)):
-        cells = bucket_cells(events, table, counts, lookback)
+    for pieces in tqdm(buckets, desc="hourly tensors", unit="bucket", disable=_disabled(progress)):
+        cells = bucket_cells(pieces, table, counts, lookback)
         rows = np.unique(cells.row)
         if touched[rows].any():
             raise TimeSeriesError(

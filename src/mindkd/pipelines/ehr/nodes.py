@@ -43,8 +43,16 @@ def ingest_events(
 
 
 def clean_events(raw_events: EventParts, params: EhrParams) -> EventStream:
-    """Pass 2, bucket by bucket: units, text values, ranges, duplicates, derived GCS total."""
-    return events.clean_events(raw_events, n_workers=params.clean_workers, ranges=params.ranges)
+    """Pass 2, bucket by bucket: units, text values, ranges, duplicates, derived GCS total.
+
+    A bucket larger than ``ehr.slice_rows`` is cleaned in (stay, charttime) slices."""
+    return events.clean_events(
+        raw_events,
+        n_workers=params.clean_workers,
+        ranges=params.ranges,
+        slice_rows=params.slice_rows,
+        scratch_dir=params.scratch_dir,
+    )
 
 
 def assign_subject_splits(
@@ -78,6 +86,7 @@ def select_task_cohort(
     diagnoses_icd: pd.DataFrame,
     subject_splits: pd.DataFrame,
     params: TaskParams,
+    ehr: EhrParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The task cohort with its labels, its cohort-flow table and its label counts."""
     task = get_task(params.name)
@@ -87,7 +96,7 @@ def select_task_cohort(
     )
     needs_events = task.window == "first_hours" or params.require_events
     with_events = (
-        cohort.collect_stays_with_events(clean, stays, task.event_window_hours)
+        cohort.collect_stays_with_events(clean, stays, task.event_window_hours, ehr.slice_rows)
         if needs_events  # a full scan of the cleaned events: only when a rule reads it
         else np.empty(0, dtype=np.int64)
     )
@@ -119,7 +128,12 @@ def build_timeseries(
     if window.get("max_hours", 1) is None:
         raise ValueError(f"task {task.name}: set `{task.name}.task.max_hours` (whole-stay inputs)")
     return timeseries.build_hourly_store(
-        clean, task_cohort, scratch_dir=ehr.scratch_dir, lookback=ehr.lookback, **window
+        clean,
+        task_cohort,
+        scratch_dir=ehr.scratch_dir,
+        lookback=ehr.lookback,
+        slice_rows=ehr.slice_rows,
+        **window,
     )
 
 

@@ -12,6 +12,7 @@ from mindkd.mimic.variables import (
 from mindkd.processing.ingest import Lookback
 from mindkd.processing.labels import MortalitySource
 from mindkd.processing.normalise import CategoricalEncoding
+from mindkd.processing.slicing import DEFAULT_SLICE_ROWS
 from mindkd.processing.splits import validate_fractions
 from mindkd.tasks import get_task
 
@@ -25,6 +26,12 @@ class EhrParams(BaseModel):
         32, ge=1, description="minimum stay buckets; raised to one per 8 MiB of gzip input"
     )
     clean_workers: int | None = Field(None, ge=1, description="buckets cleaned at once")
+    slice_rows: int = Field(
+        DEFAULT_SLICE_ROWS,
+        ge=1,
+        description="events of one bucket held at once by cleaning, cohort and tensors; a larger "
+        "bucket (a stay with millions of events) is read in slices, with the same result",
+    )
     scratch_dir: str | None = Field(None, description="temporary tensor files; null = TMPDIR")
     ranges: RangeProfile = Field(
         DEFAULT_RANGE_PROFILE,

@@ -65,6 +65,7 @@ def _task() -> Pipeline:
                     "diagnoses_icd",
                     "subject_splits",
                     "params:task",
+                    "params:ehr",
                 ],
                 ["cohort", "cohort_flow", "cohort_report"],
                 name="select_task_cohort",
