@@ -45,7 +45,7 @@ def _project(data_run: ProjectRun, tmp: Path, copy_data: bool = True) -> Project
 
 
 def _start(project: ProjectRun, *pipelines: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "400"}
     return subprocess.Popen(
         [KEDRO, "run", "--conf-source", str(project.conf), "--pipelines", ",".join(pipelines)],
         cwd=PROJECT_ROOT,
@@ -150,3 +150,64 @@ def test_two_first_runs_on_a_fresh_store_both_succeed(data_run: ProjectRun, tmp_
     assert [proc.returncode for proc in runs] == [0, 0], [o[-2000:] for o in outputs]
     statuses = list(_runs(a).values())  # each: a chain run and one run per task
     assert statuses == ["FINISHED"] * 6
+
+
+def _interrupt_at(proc: subprocess.Popen[str], marker: str, seconds: float = 300) -> str:
+    """Read the run's output until the log line ``marker``, then Ctrl-C it; return its output."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            proc.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(seen[-50:])
+    rest, _ = proc.communicate(timeout=120)
+    return "".join(seen) + rest
+
+
+def _each_present_dataset_loads(project: ProjectRun, names: list[str]) -> list[str]:
+    """The datasets of ``names`` that exist; each of them must load whole."""
+    catalog = project.catalog()
+    present = []
+    for name in names:
+        dataset = catalog.get(name)
+        if dataset.exists():
+            present.append(name)
+            loaded = dataset.load()
+            assert loaded is not None, name
+    return present
+
+
+@pytest.mark.parametrize(
+    ("stage", "marker", "outputs"),
+    [
+        (  # while the events are streamed in
+            "ehr",
+            "Running node: ingest_events",
+            ["events_raw", "events_clean", "stay_cohort", "ihm.cohort"],
+        ),
+        (  # after the MIND student is saved, while the baselines train
+            "distill",
+            "Completed node: ihm.distill.mind.train_model",
+            ["ihm.distill.mind.weights", "ihm.distill.no_kd.weights", "ihm.distill.evaluation"],
+        ),
+    ],
+)
+def test_ctrl_c_at_a_stage_leaves_only_whole_datasets_and_killed_runs(
+    *, data_run: ProjectRun, model_run: ProjectRun, tmp_path: Path, stage: str, marker: str,
+    outputs: list[str],
+) -> None:  # fmt: skip
+    source = model_run if stage == "distill" else data_run
+    project = _project(source, tmp_path, copy_data=stage == "distill")
+    proc = _start(project, stage)
+    output = _interrupt_at(proc, marker)
+    assert proc.returncode != 0, output[-3000:]
+    statuses = _runs(project)
+    assert statuses and set(statuses.values()) == {"KILLED"}, (statuses, output[-3000:])
+    present = _each_present_dataset_loads(project, outputs)
+    if stage == "ehr":
+        assert "events_raw" not in present  # interrupted while ingesting: no half store
+    else:
+        assert "ihm.distill.mind.weights" in present  # trained before the interruption, whole
