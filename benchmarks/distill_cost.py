@@ -33,13 +33,13 @@ from torch import Tensor, nn
 
 from mindkd.models.batch import HeadOutput, MultiModalBatch
 from mindkd.models.registry import build_encoder, count_parameters
+from mindkd.models.spec import ImageNormaliser, MemberSpec, build_network
 from mindkd.models.student import UnimodalClassifier
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.pipelines.distill.variants import ImageNormaliser, ModelSpec, build_model
-from mindkd.pipelines.teachers.params import MemberParams
 from mindkd.training.data import MultiModalDataset, SampleTable, make_loader
 from mindkd.training.fit import FitConfig, RoutedEvaluator, fit
 from mindkd.training.losses import MindLoss
+from mindkd.training.spec import ModelSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = 34
@@ -122,7 +122,7 @@ def _teachers() -> dict[str, list[UnimodalClassifier]]:
     teachers: dict[str, list[UnimodalClassifier]] = {}
     for modality in ("ehr", "cxr"):
         for member in config[modality]["members"].values():
-            spec = MemberParams(**member)
+            spec = MemberSpec(**member)
             encoder = build_encoder(spec.encoder, **spec.settings)
             model = UnimodalClassifier(encoder, 1)
             model.requires_grad_(False)
@@ -184,16 +184,16 @@ def main() -> None:
     torch.manual_seed(0)
     mind = MindLoss("binary", spec.loss)
     teachers = _teachers()
-    online = OnlineTeachers(build_model(spec), teachers)
+    online = OnlineTeachers(build_network(spec), teachers)
 
     def online_loss(outputs: Mapping[str, HeadOutput], labels: Tensor, _: Any) -> Any:
         return mind(outputs, labels, online.targets)
 
     modes = {
         "no_kd": _Mode(
-            build_model(no_kd_spec), MindLoss("binary", no_kd_spec.loss), plain, val_plain, cfg
+            build_network(no_kd_spec), MindLoss("binary", no_kd_spec.loss), plain, val_plain, cfg
         ),
-        "cached": _Mode(build_model(spec), mind, cached, val, cfg),
+        "cached": _Mode(build_network(spec), mind, cached, val, cfg),
         "online": _Mode(online, online_loss, plain, val_plain, cfg),
     }
     for round_ in range(args.epochs):  # interleaved: load on a shared machine hits every mode
@@ -208,7 +208,7 @@ def main() -> None:
         f"{args.steps} h, {args.size} px, {args.threads} threads, batch {cfg.batch_size}"
     )
     print(
-        f"student {count_parameters(build_model(spec)):,} parameters; "
+        f"student {count_parameters(build_network(spec)):,} parameters; "
         f"teachers (6 members) {teacher_params:,}"
     )
     print("s/epoch: best (the least disturbed epoch) and median of the interleaved epochs")

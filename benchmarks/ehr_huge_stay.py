@@ -221,7 +221,8 @@ def child_stage(root: Path, out: Path) -> dict[str, Any]:
     from mindkd.io.event_parts import EventPartsDataset
     from mindkd.io.raw import MimicEventsDataset, MimicTableDataset
     from mindkd.pipelines.ehr import nodes
-    from mindkd.pipelines.ehr.params import EhrParams, SplitParams, TaskParams
+    from mindkd.pipelines.ehr.params import EhrParams, SplitParams
+    from mindkd.tasks import TaskParams
 
     logging.basicConfig(level=logging.WARNING)
     steps: list[dict[str, Any]] = []

@@ -120,7 +120,7 @@ def test_an_extra_member_slot_stops_the_session(tmp_path: Path) -> None:
     message = _refuse(_project(tmp_path, local), None, pipeline_names=["teachers"])
     assert (
         "ihm.teachers.ehr.members.gru_big: no such member slot; the ehr slots are lstm_small, "
-        "lstm_large, transformer (settings.TEACHER_MEMBERS)"
+        "lstm_large, transformer (tasks.TEACHER_MEMBERS)"
     ) in message
 
 

@@ -17,25 +17,19 @@ from kedro.config import AbstractConfigLoader
 from kedro.validation.parameter_validator import ParameterValidator
 
 from kedro_harness import PROJECT_ROOT
-from mindkd import settings
+from mindkd import settings, tasks
 from mindkd.models.registry import count_parameters, encoder_settings
+from mindkd.models.spec import EhrInput, ImageNormaliser, MemberSpec
 from mindkd.pipelines.cxr.pipeline import create_pipeline as cxr_pipeline
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.distill.pipeline import create_pipeline as distill_pipeline
-from mindkd.pipelines.distill.variants import (
-    STUDENTS,
-    VARIANTS,
-    EhrInput,
-    ImageNormaliser,
-    specify,
-)
 from mindkd.pipelines.ehr.pipeline import create_pipeline as ehr_pipeline
 from mindkd.pipelines.params import find_problems
-from mindkd.pipelines.teachers.params import MemberParams
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
-from mindkd.pipelines.teachers.training_glue import build_teacher
 from mindkd.processing.normalise import feature_layout
 from mindkd.tasks import get_task
+from mindkd.training.spec import STUDENTS, VARIANTS
+from mindkd.training.teachers import build_teacher
 from torch_threads import one_torch_thread  # noqa: F401 - autouse fixture: one torch thread
 
 REAL_SCALE = PROJECT_ROOT / "docs" / "real-scale" / "parameters.yml"
@@ -96,7 +90,7 @@ def _model_blocks(task_params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return value.model_dump() if hasattr(value, "model_dump") else value
 
     blocks: dict[str, dict[str, Any]] = {}
-    for modality, slots in settings.TEACHER_MEMBERS.items():
+    for modality, slots in tasks.TEACHER_MEMBERS.items():
         members = task_params["teachers"][modality]["members"]
         for slot in slots:
             blocks[f"teachers.{modality}.members.{slot}"] = plain(members[slot])
@@ -152,7 +146,7 @@ def test_every_model_block_resolves_to_exactly_what_the_file_writes(
     for task in TASKS:
         assert _mismatches(written[task], validated[task]) == [], task
         densenet = validated[task]["teachers"]["cxr"]["members"]["densenet"]
-        assert isinstance(densenet, MemberParams) and densenet.encoder == "densenet121"
+        assert isinstance(densenet, MemberSpec) and densenet.encoder == "densenet121"
         assert list(densenet.settings["block_config"]) == [6, 12, 24, 16]
         assert densenet.settings["growth_rate"] == 32
         assert densenet.settings["num_init_features"] == 64
@@ -166,7 +160,7 @@ def test_every_model_block_resolves_to_exactly_what_the_file_writes(
 
 def test_the_project_parameter_check_accepts_it(raw: dict[str, Any]) -> None:
     """The check every session runs first (mindkd.pipelines.params) passes the real-scale file."""
-    assert find_problems(raw, settings.TEACHER_MEMBERS) == []
+    assert find_problems(raw, tasks.TEACHER_MEMBERS) == []
 
 
 def test_pheno_uses_the_same_models_as_ihm(raw: dict[str, Any], validated: dict[str, Any]) -> None:
@@ -212,7 +206,7 @@ def test_sizes_and_the_student_budget(task: str, validated: dict[str, Any]) -> N
         f"{modality}.{slot}": count_parameters(
             build_teacher(teachers[modality]["members"][slot], k, ehr_channels=CONTINUOUS.width)
         )
-        for modality, slots in settings.TEACHER_MEMBERS.items()
+        for modality, slots in tasks.TEACHER_MEMBERS.items()
         for slot in slots
     }
     ehr = sum(n for name, n in sizes.items() if name.startswith("ehr."))
@@ -229,7 +223,7 @@ def test_sizes_and_the_student_budget(task: str, validated: dict[str, Any]) -> N
     image = ImageNormaliser(mean=0.5, std=0.25, image_size=224, images=0)
     # specify builds each model and raises StudentTooLargeError above max_teacher_fraction
     specs = {
-        v: specify(v, params, definition, {"ensembles_total": ehr + cxr}, image, CONTINUOUS)
+        v: params.model_spec(v, definition, {"ensembles_total": ehr + cxr}, image, CONTINUOUS)
         for v in VARIANTS
     }
     assert params.max_teacher_fraction == pytest.approx(0.1)

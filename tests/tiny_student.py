@@ -1,5 +1,6 @@
 """A tiny MIND student for serving and registry tests: its card from the distill stage's own
-``specify``, random weights from its ``build_model``, and prepared stays in the pyfunc's format."""
+``DistillParams.model_spec``, random weights from ``build_network``, and prepared stays in the
+pyfunc's format."""
 
 from __future__ import annotations
 
@@ -9,16 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mindkd.models.spec import EhrInput, ImageNormaliser, build_network
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.pipelines.distill.variants import (
-    EhrInput,
-    ImageNormaliser,
-    ModelSpec,
-    build_model,
-    specify,
-)
 from mindkd.processing.normalise import CategoricalEncoding, feature_layout
 from mindkd.tasks import TaskDefinition
+from mindkd.training.spec import ModelSpec
 
 IMAGE = 16
 CHANNELS = 34  # ehr.categorical: continuous
@@ -57,14 +53,16 @@ def student_card(
     encoding: CategoricalEncoding = "continuous",
 ) -> dict[str, Any]:
     """The model card the distill stage writes as ``<task>.distill.<variant>.spec``."""
-    spec = specify(variant, params or distill_params(), task, {}, NORMALISER, ehr_input(encoding))
+    spec = (params or distill_params()).model_spec(
+        variant, task, {}, NORMALISER, ehr_input(encoding)
+    )
     return spec.model_dump(mode="json")
 
 
 def trained_weights(card: dict[str, Any], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights of the card's network, built by the distill stage's ``build_model``."""
+    """Random weights of the card's network, built by ``mindkd.models.spec.build_network``."""
     torch.manual_seed(seed)
-    model = build_model(ModelSpec.model_validate(card))
+    model = build_network(ModelSpec.model_validate(card))
     with torch.no_grad():  # batch-norm statistics away from the defaults, so they matter
         for name, buffer in model.named_buffers():
             if name.endswith("running_mean"):

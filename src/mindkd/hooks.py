@@ -4,7 +4,7 @@ a run was made from.
 ``ParameterCheckHook`` checks the whole merged parameter tree (conf files and ``--params``) against
 the project's typed schema (``mindkd.pipelines.params``) when the Kedro context is created, before
 every other hook: an unknown key, an invalid value or a teacher member slot that
-``settings.TEACHER_MEMBERS`` does not have stops the session before the catalog, the MLflow run
+``mindkd.tasks.TEACHER_MEMBERS`` does not have stops the session before the catalog, the MLflow run
 and any node exist, whichever pipelines are selected.
 
 ``TrackingHook`` extends kedro-mlflow's ``MlflowHook`` (whose own auto-registered copy is disabled in
@@ -14,7 +14,7 @@ and any node exist, whichever pipelines are selected.
   nodes run, and kedro-mlflow only flattens plain dicts, so it would log a whole config as one
   string. The hook hands it the models' plain-dict form: ``ihm.distill.alpha`` is its own param.
 - **One experiment per task** (``mindkd.tracking.runs``). A session whose pipeline touches one task
-  (``kedro run --pipeline distill --namespaces ihm``) makes one run in ``mindkd-ihm``. A session
+  (``kedro run --pipelines distill --namespaces ihm``) makes one run in ``mindkd-ihm``. A session
   that touches several (``kedro run``) makes a *chain* run in ``mindkd`` for the shared stages
   (ehr ingest, cxr decode) and one run per task in that task's experiment, tagged with the chain
   run id and the session id. Before each node the hook makes that node's run the active MLflow
@@ -59,7 +59,6 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, CatalogProtocol, DataCatalog
 from kedro.pipeline import Node, Pipeline
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
-from kedro_mlflow.framework.hooks.utils import _assert_mlflow_enabled, _flatten_dict
 from mlflow.entities import RunStatus, RunTag
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from pydantic import BaseModel
@@ -211,7 +210,9 @@ class TrackingHook(MlflowHook):
     ) -> None:
         self._reset()
         pipeline_names = run_params.get("pipeline_names") or ["__default__"]
-        enabled = _assert_mlflow_enabled(pipeline_names, self.mlflow_config)
+        enabled = names.tracking_enabled(
+            pipeline_names, self.mlflow_config.tracking.disable_tracking.pipelines
+        )
         if not enabled or self._already_active_mlflow:
             super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
             if enabled and not self._already_active_mlflow:
@@ -221,7 +222,7 @@ class TrackingHook(MlflowHook):
 
         from kedro.framework.project import pipelines as registered
 
-        from mindkd.pipelines.ehr.pipeline import TASKS
+        from mindkd.tasks import TASKS
 
         tasks = names.pipeline_tasks(pipeline, TASKS)
         stages = dict(registered)
@@ -231,6 +232,8 @@ class TrackingHook(MlflowHook):
         base = tracking.experiment.name
         if len(tasks) == 1:
             tracking.experiment.name = names.task_experiment(base, tasks[0])
+            # The one private call left: kedro-mlflow starts its run in the experiment this sets
+            # (it has no public way to change the experiment after its context is created).
             self.mlflow_config._set_experiment()
             default_name = names.task_run_name(
                 names.pipeline_stages(pipeline, stages), tasks[0], params
@@ -246,7 +249,7 @@ class TrackingHook(MlflowHook):
         self._switching = sequential
         self._tasks = tasks
         self._primary = self.run_id
-        self._experiments[self.run_id] = tracking.experiment._experiment.experiment_id
+        self._experiments[self.run_id] = self._client.get_run(self.run_id).info.experiment_id
         if len(tasks) > 1 and sequential:
             for task in tasks:
                 run_name = names.task_run_name(
@@ -360,7 +363,12 @@ class TrackingHook(MlflowHook):
 
     @property
     def _client(self) -> mlflow.MlflowClient:
-        return self.mlflow_config.server._mlflow_client
+        """A public MLflow client on the session's store (one per store URI)."""
+        uri = self.mlflow_config.server.mlflow_tracking_uri
+        cached = getattr(self, "_client_for", None)
+        if cached is None or cached[0] != uri:
+            cached = self._client_for = (uri, mlflow.MlflowClient(tracking_uri=uri))
+        return cached[1]
 
     # ------------------------------------------------------------------ per node
     @hook_impl
@@ -421,7 +429,7 @@ class TrackingHook(MlflowHook):
         if "parameters" in inputs:
             params["parameters"] = inputs["parameters"]
         if self.flatten:
-            params = _flatten_dict(d=params, recursive=self.recursive, sep=self.sep)
+            params = names.flatten_params(params, sep=self.sep, recursive=self.recursive)
         for key, value in params.items():
             self._log_param(self.sanitize_param_name(key), value)
 

@@ -14,17 +14,11 @@ CONFIG_LOADER_ARGS = {
     },
 }
 
-# Teacher ensemble member SLOTS per modality (Kedro's dynamic-pipeline pattern): the teachers pipeline
-# has one namespace per slot (`<task>.teacher_<slot>`); each slot's encoder and settings are parameters
-# (`<task>.teachers.<modality>.members.<slot>` in parameters_teachers.yml), exactly these slots.
-TEACHER_MEMBERS: dict[str, tuple[str, ...]] = {
-    "ehr": ("lstm_small", "lstm_large", "transformer"),
-    "cxr": ("resnet18", "resnet34", "densenet"),
-}
-
+# Teacher ensemble member slots per modality: defined with the tasks (mindkd.tasks.TEACHER_MEMBERS).
 # The whole parameter tree checked before anything runs (mindkd.pipelines.params), then kedro-mlflow's
 # hook, extended to log typed (pydantic) parameters flattened; see mindkd.hooks.
 from mindkd.hooks import ParameterCheckHook, RunLockHook, TrackingHook  # noqa: E402
+from mindkd.tasks import TEACHER_MEMBERS  # noqa: E402
 
 HOOKS = (ParameterCheckHook(TEACHER_MEMBERS), RunLockHook(), TrackingHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name (underscore)

@@ -1,25 +1,37 @@
 """Task definitions: everything that differs between prediction tasks, in one place.
 
 A task names its kind (binary / multilabel / multiclass), its label columns, the window of EHR input it
-sees and the window in which a chest X-ray may be paired with a stay. Pipelines are instantiated once per
-task namespace and read the definition by name, so a new task (a multiclass one, say) is a new entry here
-plus its label function, with no change to the pipelines, models or losses.
+sees and the window in which a chest X-ray may be paired with a stay. ``TASKS`` are the task namespaces
+every pipeline is instantiated for; each namespace's ``<task>.task`` parameters (``TaskParams``) name
+the definition and set its windows, and every layer reads the definition through
+``TaskParams.definition``. A new task (a multiclass one, say) is a new entry here plus its label
+function, with no change to the pipelines, models or losses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mindkd.models.batch import TaskKind, TaskSpec
 from mindkd.processing import cohort as cohort_rules
 from mindkd.processing.labels import MortalitySource
 
 WindowKind = Literal["first_hours", "stay"]
+TASKS: tuple[str, ...] = ("ihm", "pheno")  # the task namespaces of every pipeline
+
+# Teacher ensemble member SLOTS per modality (Kedro's dynamic-pipeline pattern): the teachers pipeline
+# has one namespace per slot (`<task>.teacher_<slot>`); each slot's encoder and settings are parameters
+# (`<task>.teachers.<modality>.members.<slot>` in parameters_teachers.yml), exactly these slots.
+TEACHER_MEMBERS: dict[str, tuple[str, ...]] = {
+    "ehr": ("lstm_small", "lstm_large", "transformer"),
+    "cxr": ("resnet18", "resnet34", "densenet"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def _ihm_cohort(
         inputs.stays_with_events,
         inputs.admissions,
         inputs.subject_splits,
-        hours=task.hours or 48,
+        hours=_hours(task),
         label_source=inputs.label_source,
         patients=inputs.patients,
         flow=flow,
@@ -105,6 +117,12 @@ def _phenotype_labels() -> tuple[str, ...]:
     return tuple(PHENOTYPE_COLUMNS)
 
 
+def _hours(task: TaskDefinition) -> int:
+    if task.hours is None:
+        raise ValueError(f"task {task.name!r}: a first_hours window needs hours")
+    return task.hours
+
+
 def get_task(name: str) -> TaskDefinition:
     """The definition of task ``name``; the config key is ``<namespace>.task.name``."""
     if name == "ihm":
@@ -127,3 +145,45 @@ def get_task(name: str) -> TaskDefinition:
     raise ValueError(
         f"Unknown task {name!r} (config key `<namespace>.task.name`); known tasks: ihm, pheno."
     )
+
+
+class TaskParams(BaseModel):
+    """What defines a task's cohort, inputs and windows (key ``<task>.task``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    hours: int | None = Field(
+        None,
+        ge=1,
+        description="observation window of a first-hours task (ihm: 48): EHR input in "
+        "[intime, intime + hours), images in [intime, intime + hours]; null = the task's own",
+    )
+    max_hours: int | None = Field(None, ge=1, description="cap of whole-stay inputs (pheno)")
+    label_source: MortalitySource = Field(
+        "hospital_expire_flag",
+        description="ihm label rule: hospital_expire_flag | death_date | deathtime "
+        "(mindkd.processing.labels); the others are counted against it in the cohort report",
+    )
+    require_events: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        get_task(value)
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> TaskParams:
+        if self.hours is not None and get_task(self.name).window != "first_hours":
+            raise ValueError(
+                f"`{self.name}.task.hours`: task {self.name!r} reads the whole stay; its input is "
+                "capped by `max_hours` instead"
+            )
+        return self
+
+    @property
+    def definition(self) -> TaskDefinition:
+        """The task's definition with the windows these parameters set."""
+        task = get_task(self.name)
+        return task if self.hours is None else replace(task, hours=self.hours)

@@ -16,10 +16,10 @@ import pytest
 
 from kedro_harness import ProjectRun
 from mindkd.mimic.variables import CHANNEL, VARIABLE_NAMES
-from mindkd.pipelines.distill.variants import VARIANTS
 from mindkd.processing.normalise import feature_layout
 from mindkd.serving import stays_from_stores
 from mindkd.tracking.registry import ALIAS, register_best
+from mindkd.training.spec import VARIANTS
 
 pytestmark = pytest.mark.slow
 

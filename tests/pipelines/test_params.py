@@ -1,6 +1,6 @@
 """The project's parameter schema (``mindkd.pipelines.params``) on configs merged by the project's
 own loader: the committed configs pass; unknown keys, invalid values and member slots other than
-``settings.TEACHER_MEMBERS`` are all reported at once, with a suggestion and where each was set.
+``mindkd.tasks.TEACHER_MEMBERS`` are all reported at once, with a suggestion and where each was set.
 
 Real sessions and ``kedro run`` refusing such parameters: ``tests/test_parameter_check.py``.
 """
@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from kedro_harness import PROJECT_ROOT
-from mindkd import settings
-from mindkd.pipelines.ehr.pipeline import TASKS
+from mindkd import settings, tasks
 from mindkd.pipelines.params import (
     ConfigSources,
     ParameterError,
@@ -25,8 +24,9 @@ from mindkd.pipelines.params import (
     find_problems,
     project_params,
 )
+from mindkd.tasks import TASKS
 
-MEMBERS = settings.TEACHER_MEMBERS
+MEMBERS = tasks.TEACHER_MEMBERS
 
 
 def _loader(tmp: Path, local: dict[str, Any] | None = None, env: str = "local", **runtime: Any):
@@ -168,7 +168,7 @@ def test_an_extra_member_slot_is_refused(tmp_path: Path) -> None:
     assert problem.key == "ihm.teachers.ehr.members.gru_big"
     assert problem.message == (
         "no such member slot; the ehr slots are lstm_small, lstm_large, transformer "
-        "(settings.TEACHER_MEMBERS)"
+        "(tasks.TEACHER_MEMBERS)"
     )
 
 
@@ -180,10 +180,10 @@ def test_a_misspelt_or_missing_member_slot_is_refused(base: dict[str, Any]) -> N
     assert problems == {
         "pheno.teachers.cxr.members.densnet": (
             "no such member slot; did you mean `pheno.teachers.cxr.members.densenet`?; the cxr "
-            "slots are resnet18, resnet34, densenet (settings.TEACHER_MEMBERS)"
+            "slots are resnet18, resnet34, densenet (tasks.TEACHER_MEMBERS)"
         ),
         "pheno.teachers.cxr.members.densenet": (
             "missing member slot; the cxr slots are resnet18, resnet34, densenet "
-            "(settings.TEACHER_MEMBERS)"
+            "(tasks.TEACHER_MEMBERS)"
         ),
     }

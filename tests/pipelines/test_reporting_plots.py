@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 
 from kedro_harness import ProjectRun, make_project_run
 from mindkd.pipelines.distill.pipeline import create_pipeline as distill_pipeline
-from mindkd.pipelines.ehr.params import TaskParams
 from mindkd.pipelines.pairing.pipeline import create_pipeline as pairing_pipeline
 from mindkd.pipelines.teachers import nodes as teacher_nodes
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
+from mindkd.tasks import TaskParams
 
 TASKS = ("ihm", "pheno")
 VARIANTS = ("mind", "no_kd", "zero_filled", "medfuse")

@@ -228,7 +228,7 @@ def test_ihm_cohort(
     stays = build_stay_cohort(icustays, patients, flow)
     with_events = collect_stays_with_events(event_buckets, stays, 48)
     cohort = ihm_cohort(
-        stays, with_events, admissions, subject_splits, patients=patients, flow=flow
+        stays, with_events, admissions, subject_splits, hours=48, patients=patients, flow=flow
     )
     assert cohort.columns.tolist() == [
         "subject_id",
@@ -301,4 +301,4 @@ def test_subject_without_split_raises(
     stays = build_stay_cohort(icustays, patients)
     splits = pd.DataFrame({"subject_id": [1, 2], "split": ["train", "test"]})
     with pytest.raises(CohortError, match=r"1 subject\(s\) .* no row in subject_splits"):
-        ihm_cohort(stays, np.array([1001, 1008]), admissions, splits)
+        ihm_cohort(stays, np.array([1001, 1008]), admissions, splits, hours=48)

@@ -102,7 +102,7 @@ def test_first_48h_window_edges_are_inclusive() -> None:
             (4, "before_intime", INTIME - SECOND),
         ]
     )
-    pairs = pair_stays_with_images(cohort, images, "first_48h")
+    pairs = pair_stays_with_images(cohort, images, 48)
     assert pairs["stay_id"].tolist() == cohort["stay_id"].tolist()
     assert pairs["dicom_id"].tolist()[:2] == ["at_intime", "at_48h"]
     assert pairs["dicom_id"].isna().tolist() == [False, False, True, True]
@@ -129,7 +129,7 @@ def test_latest_image_inside_the_window_wins() -> None:
             (2, "other_subject", INTIME + pd.Timedelta(hours=40)),
         ]
     )
-    assert pair_stays_with_images(cohort, images, "first_48h")["dicom_id"].tolist() == ["at_48h"]
+    assert pair_stays_with_images(cohort, images, 48)["dicom_id"].tolist() == ["at_48h"]
     assert pair_stays_with_images(cohort, images, 24)["dicom_id"].tolist() == ["early"]
     # the whole-stay window (96 h here) reaches the image one second after 48 h
     assert pair_stays_with_images(cohort, images, "stay")["dicom_id"].tolist() == ["too_late"]
@@ -148,7 +148,7 @@ def test_ties_go_to_the_largest_dicom_id_and_bad_windows_raise() -> None:
     cohort = _cohort([1])
     same = INTIME + pd.Timedelta(hours=5)
     images = _images([(1, "b", same), (1, "c", same), (1, "a", same)])
-    assert pair_stays_with_images(cohort, images, "first_48h")["dicom_id"].tolist() == ["c"]
+    assert pair_stays_with_images(cohort, images, 48)["dicom_id"].tolist() == ["c"]
     with pytest.raises(PairingError, match="pairing window"):
         pair_stays_with_images(cohort, images, "first_24h")  # type: ignore[arg-type]
     with pytest.raises(PairingError, match="duplicated stay_id"):
@@ -158,7 +158,7 @@ def test_ties_go_to_the_largest_dicom_id_and_bad_windows_raise() -> None:
 def test_pairing_report_counts_per_split() -> None:
     cohort = _cohort([1, 2, 3, 4, 5], splits=["train", "train", "val", "test", "test"])
     images = _images([(1, "i1", INTIME), (3, "i3", INTIME), (4, "i4", INTIME)])
-    report = pairing_report(pair_stays_with_images(cohort, images, "first_48h"))
+    report = pairing_report(pair_stays_with_images(cohort, images, 48))
     assert report == {
         "stays": 5,
         "paired": 3,
@@ -188,7 +188,7 @@ def test_cxr_only_samples_exclude_pairs_and_never_cross_splits() -> None:
     subject_splits = pd.DataFrame({"subject_id": [1, 2, 3], "split": ["train", "val", "test"]})
     cohort = _cohort([1, 2], splits=["train", "val"])
     images = _images([(1, "p1", INTIME), (2, "p2", INTIME)])
-    pairs = pair_stays_with_images(cohort, images, "first_48h")
+    pairs = pair_stays_with_images(cohort, images, 48)
     labelled = _labelled([("p1", 1), ("x1", 1), ("y1", 1), ("p2", 2), ("x2", 2), ("x3", 3)])
 
     samples = cxr_only_samples(labelled, pairs, subject_splits)
@@ -202,7 +202,7 @@ def test_cxr_only_samples_exclude_pairs_and_never_cross_splits() -> None:
 
 def test_cxr_only_samples_refuse_unsplit_subjects_and_disagreeing_pairs() -> None:
     subject_splits = pd.DataFrame({"subject_id": [1], "split": ["train"]})
-    pairs = pair_stays_with_images(_cohort([1]), _images([(1, "p1", INTIME)]), "first_48h")
+    pairs = pair_stays_with_images(_cohort([1]), _images([(1, "p1", INTIME)]), 48)
     with pytest.raises(PairingError, match=r"1 subject\(s\) with X-rays have no split.*\[7\]"):
         cxr_only_samples(_labelled([("x1", 1), ("x7", 7)]), pairs, subject_splits)
 
@@ -217,15 +217,15 @@ def test_sources_that_cannot_pair_stop_before_training() -> None:
     cohort = _cohort([1, 2, 3], splits=["train", "val", "test"])
     in_window = INTIME + pd.Timedelta(hours=5)
     foreign = _images([(91, "a", in_window), (92, "b", in_window)])  # other patients only
-    pairs = pair_stays_with_images(cohort, foreign, "first_48h")
+    pairs = pair_stays_with_images(cohort, foreign, 48)
     with pytest.raises(PairingError, match=r"no MIMIC-CXR-JPG subject overlaps.*mimic_iv_dir.*"
                        r"mimic_cxr_jpg_dir.*--cxr-for") as error:  # fmt: skip
         require_paired_stays(cohort, foreign, pairs, "ihm")
     assert "none of the 3 subjects of the ihm cohort" in str(error.value)
     # subject 2 (val) has an image, but only after the ihm cutoff: val has no pair
     late = _images([(1, "c", in_window), (2, "d", INTIME + H48 + SECOND), (3, "e", in_window)])
-    pairs = pair_stays_with_images(cohort, late, "first_48h")
+    pairs = pair_stays_with_images(cohort, late, 48)
     with pytest.raises(PairingError, match=r"ihm: no stay of split\(s\) \['val'\]"):
         require_paired_stays(cohort, late, pairs, "ihm")
     ok = _images([(1, "c", in_window), (2, "d", in_window)])
-    require_paired_stays(cohort, ok, pair_stays_with_images(cohort, ok, "first_48h"), "ihm")
+    require_paired_stays(cohort, ok, pair_stays_with_images(cohort, ok, 48), "ihm")

@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 import mindkd
 from mindkd.models import MultiModalBatch, list_fusions
-from mindkd.pipelines.distill.variants import ModelSpec, build_model
-from mindkd.serving import ServingSpec, StayInputError, StudentPyfunc, build_student, save_student
+from mindkd.models.spec import build_network
+from mindkd.serving import ServingSpec, StayInputError, StudentPyfunc, save_student
 from mindkd.tasks import TaskDefinition
+from mindkd.training.spec import ModelSpec
 from tiny_student import IMAGE, NORMALISER, distill_params, stays, student_card, trained_weights
 
 
@@ -43,7 +44,7 @@ def saved(card: dict[str, Any], weights: dict[str, torch.Tensor], tmp_path_facto
 
 def _reference(card: dict[str, Any], weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     """The distill stage's own network with the weights: what the served model must reproduce."""
-    model = build_model(ModelSpec.model_validate(card))
+    model = build_network(ModelSpec.model_validate(card))
     model.load_state_dict(weights)
     return model.eval()
 
@@ -185,8 +186,8 @@ def test_mean_routing_and_multiclass_softmax() -> None:
 def test_serving_builds_the_network_the_distill_stage_builds(fusion: str) -> None:
     card = student_card(params=distill_params(fusion=fusion, fusion_settings={}))
     torch.manual_seed(0)
-    distill = build_model(ModelSpec.model_validate(card)).state_dict()
-    served = build_student(ServingSpec.model_validate(card)).state_dict()
+    distill = build_network(ModelSpec.model_validate(card)).state_dict()
+    served = build_network(ServingSpec.model_validate(card)).state_dict()
     assert [(k, v.shape) for k, v in served.items()] == [(k, v.shape) for k, v in distill.items()]
 
 

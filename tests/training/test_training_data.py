@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -103,22 +102,6 @@ def test_loader_order_is_seeded_per_epoch() -> None:
     assert next(iter(loader))[1]["position"].tolist() == first[2]
     plain = make_loader(dataset, batch_size=3, shuffle=False)
     assert [t["position"].tolist() for _, t in plain] == [[0, 1, 2], [3]]
-
-
-def test_sample_table_from_frame_accepts_null_rows() -> None:
-    frame = pd.DataFrame(
-        {
-            "stay_id": [7, 8],
-            "ehr_row": pd.array([0, None], dtype="Int64"),
-            "cxr_row": pd.array([None, 0], dtype="Int64"),
-            "y": [1.0, None],
-        }
-    )
-    table = SampleTable.from_frame(frame, ["y"], key="stay_id")
-    assert table.ehr_row.tolist() == [0, -1] and table.cxr_row.tolist() == [-1, 0]
-    assert np.isnan(table.labels[1, 0]) and table.keys.tolist() == [7, 8]
-    with pytest.raises(DatasetSpecError, match=r"lacks column\(s\) \['z'\]"):
-        SampleTable.from_frame(frame, ["z"])
 
 
 def test_inconsistent_inputs_are_reported_together() -> None:

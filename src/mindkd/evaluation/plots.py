@@ -141,7 +141,7 @@ def reliability_figure(
 #: ``val/loss``, ``val/<metric>``, ...) and optional extras (``parameters``, ``stopped_early``).
 History = Mapping[str, Any]
 
-LOSS_STYLE = {
+LOSS_STYLE: dict[str, dict[str, Any]] = {
     "train/loss": {"color": "tab:blue", "label": "train loss"},
     "val/loss": {"color": "tab:orange", "linestyle": "--", "label": "val loss"},
 }

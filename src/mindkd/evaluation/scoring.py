@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from mindkd.models.batch import TaskKind
 from mindkd.training.metrics import (
@@ -38,6 +39,18 @@ from .calibration import calibration_inputs, probabilities
 logger = logging.getLogger(__name__)
 
 METRICS = {"auroc": auroc, "auprc": auprc}
+
+
+class BootstrapConfig(BaseModel):
+    """Percentile bootstrap intervals: resamples, level and seed (teacher report, evaluation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_bootstrap: int = Field(1000, ge=1000, description="resamples for the intervals (>= 1000)")
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = Field(0, ge=0)
+
+
 SUBSETS: tuple[str, ...] = ("full", "paired")
 HEAD_ORDER: tuple[str, ...] = ("routed", "ehr", "cxr", "fused")
 

@@ -18,6 +18,10 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal
 
+# How GCS and capillary refill enter the model input (``ehr.categorical``): one standardised column
+# each, or one 0/1 column per category.
+CategoricalEncoding = Literal["continuous", "one_hot"]
+
 
 class UnitRule(StrEnum):
     """How a raw item's value becomes the variable's canonical unit."""

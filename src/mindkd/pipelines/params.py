@@ -8,13 +8,13 @@ tree, and every level forbids unknown keys::
     ehr                  EhrParams        pipelines/ehr/params.py
     split                SplitParams      pipelines/ehr/params.py
     cxr                  CxrParams        pipelines/cxr/params.py
-    <task>               TaskBlock        one per task namespace (pipelines.ehr.pipeline.TASKS)
-    <task>.task          TaskParams       pipelines/ehr/params.py
+    <task>               TaskBlock        one per task namespace (mindkd.tasks.TASKS)
+    <task>.task          TaskParams       tasks.py
     <task>.teachers      TeachersParams   pipelines/teachers/params.py
     <task>.distill       DistillParams    pipelines/distill/params.py
 
 ``find_problems`` also requires the member slots under ``<task>.teachers.<modality>.members`` to be
-exactly those of ``settings.TEACHER_MEMBERS`` (the teachers pipeline has one namespace per slot: a
+exactly those of ``mindkd.tasks.TEACHER_MEMBERS`` (the teachers pipeline has one namespace per slot: a
 slot of another name would never be trained). ``mindkd.hooks.ParameterCheckHook`` runs
 ``check_parameters`` on the merged parameters (conf files and ``--params``) when the Kedro context is
 created, whichever pipelines, namespaces or nodes are selected: a problem stops the session before the
@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from mindkd.pipelines.cxr.params import CxrParams
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.pipelines.ehr.params import EhrParams, SplitParams, TaskParams
-from mindkd.pipelines.ehr.pipeline import TASKS
+from mindkd.pipelines.ehr.params import EhrParams, SplitParams
 from mindkd.pipelines.teachers.params import TeachersParams
+from mindkd.tasks import TASKS, TaskParams
 
 CONF_SUFFIXES = (".yml", ".yaml", ".json")  # the files OmegaConfigLoader reads
 _MISSING = object()
@@ -143,7 +143,7 @@ def find_problems(
     tasks: Sequence[str] = TASKS,
 ) -> list[Problem]:
     """Every problem of the merged parameter tree ``params``: unknown or missing keys, invalid
-    values, member slots other than ``members`` (``settings.TEACHER_MEMBERS``)."""
+    values, member slots other than ``members`` (``mindkd.tasks.TEACHER_MEMBERS``)."""
     schema = project_params(tuple(tasks))
     problems = []
     try:
@@ -210,7 +210,7 @@ def _slot_problems(
             if not isinstance(given, Mapping):
                 continue  # the schema reports a missing or malformed block
             prefix = f"{task}.teachers.{modality}.members"
-            valid = f"the {modality} slots are {', '.join(slots)} (settings.TEACHER_MEMBERS)"
+            valid = f"the {modality} slots are {', '.join(slots)} (tasks.TEACHER_MEMBERS)"
             for slot in given:
                 if slot not in slots:
                     close = difflib.get_close_matches(str(slot), slots, n=1)

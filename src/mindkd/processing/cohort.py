@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 ADULT_AGE = 18
 #: Ages above this are no real age (MIMIC-IV caps anchor_age at 91; a subject's dates span years).
 MAX_AGE = 120
-IHM_HOURS = 48
 COHORT_COLUMNS: tuple[str, ...] = ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "split")
 STAY_COLUMNS: tuple[str, ...] = (
     "subject_id",
@@ -234,7 +233,7 @@ def build_stay_cohort(
 
 
 def stays_with_events_in_window(
-    events_bucket: EventTable, stays: pd.DataFrame, hours: float | None = IHM_HOURS
+    events_bucket: EventTable, stays: pd.DataFrame, hours: float | None
 ) -> np.ndarray:
     """Sorted unique ``stay_id`` of ``stays`` with a cleaned event of this bucket in the window.
 
@@ -257,7 +256,7 @@ def stays_with_events_in_window(
 def collect_stays_with_events(
     event_parts: Any,
     stays: pd.DataFrame,
-    hours: float | None = IHM_HOURS,
+    hours: float | None,
     slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> np.ndarray:
     """``stays_with_events_in_window`` over every bucket of ``event_parts``, one piece of at most
@@ -304,7 +303,7 @@ def ihm_cohort(
     admissions: pd.DataFrame,
     subject_splits: pd.DataFrame,
     *,
-    hours: float = IHM_HOURS,
+    hours: float,
     label_source: MortalitySource = "hospital_expire_flag",
     patients: pd.DataFrame | None = None,
     flow: CohortFlow | None = None,
@@ -317,7 +316,7 @@ def ihm_cohort(
             (``collect_stays_with_events(events, stays, hours)``).
         admissions: ``hosp/admissions`` for the label.
         subject_splits: ``subject_id, split`` (``assign_splits``).
-        hours: the observation window (48).
+        hours: the observation window (the task parameter ``ihm.task.hours``, 48 by default).
         label_source: see ``mortality_labels``.
         patients: ``hosp/patients`` (``dod``) for the ``death_date`` rule.
         flow: the cohort flow to extend (pass a ``copy()`` of the shared one).

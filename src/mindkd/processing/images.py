@@ -31,6 +31,7 @@ skipped and reported; too many of them is an error (``cxr.max_failed_fraction``)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -403,3 +404,54 @@ def _failure_table(
         },
         columns=list(FAILURE_COLUMNS),
     )
+
+
+def fingerprint_images(task_images: pd.DataFrame, root: Path, size: int) -> str:
+    """A digest of what decoding would produce: image ids, paths, file sizes and times, and the size.
+
+    Cheap (one ``stat`` per file) next to decoding, so a re-run with unchanged inputs skips the decode.
+    """
+    digest = hashlib.sha256(f"size={size};root={root.resolve()}".encode())
+    relpaths = image_relpaths(task_images)  # <NA> where the ids cannot name a file
+    for dicom_id, relpath in zip(task_images["dicom_id"], relpaths, strict=True):
+        if pd.isna(relpath):
+            digest.update(f"{dicom_id}:invalid;".encode())
+            continue
+        try:
+            stat = os.stat(root / relpath)
+            digest.update(f"{dicom_id}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        except FileNotFoundError:
+            digest.update(f"{dicom_id}:missing;".encode())
+    return digest.hexdigest()
+
+
+def decode_or_reuse(
+    task_images: pd.DataFrame,
+    root: Path,
+    previous: ArrayStore | None,
+    *,
+    size: int,
+    workers: int | None = None,
+    max_failed_fraction: float = 0.01,
+    scratch_dir: str | Path | None = None,
+) -> tuple[ArrayStore, pd.DataFrame]:
+    """``build_image_store`` unless ``previous`` (the store on disk, or None) was decoded from the
+    same inputs (``fingerprint_images``): then it is returned as it is, with its recorded failures."""
+    fingerprint = fingerprint_images(task_images, root, size)
+    if previous is not None and previous.metadata.get("fingerprint") == fingerprint:
+        logger.info("Image store is up to date (%d images): decoding skipped", len(previous.index))
+        return previous, pd.DataFrame(
+            previous.metadata.get("failures", []), columns=["dicom_id", "path", "reason"]
+        )
+    store, failures = build_image_store(
+        task_images,
+        root,
+        size=size,
+        workers=workers,
+        max_failed_fraction=max_failed_fraction,
+        scratch_dir=scratch_dir,
+    )
+    store.metadata.update(
+        fingerprint=fingerprint, image_size=size, failures=failures.to_dict("records")
+    )
+    return store, failures

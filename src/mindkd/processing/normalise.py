@@ -33,13 +33,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast, get_args
 
 import numpy as np
 import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
-from mindkd.mimic.variables import NUM_VARIABLES, VARIABLE_NAMES, VARIABLES
+from mindkd.mimic.variables import NUM_VARIABLES, VARIABLE_NAMES, VARIABLES, CategoricalEncoding
 from mindkd.processing.timeseries import (
     DEFAULT_CHUNK_ROWS,
     discard_scratch,
@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 VALUES = "values"
 DEFAULT_MIN_STD = 1e-6
 
-CategoricalEncoding = Literal["continuous", "one_hot"]
 CATEGORICAL_ENCODINGS: tuple[CategoricalEncoding, ...] = get_args(CategoricalEncoding)
 MASK_PREFIX = "mask:"
 

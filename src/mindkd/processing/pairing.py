@@ -4,8 +4,8 @@ Rules (../shared/MIMIC.md, "Chest X-rays and pairing"):
 
 - task images are those of the chosen views (``ViewPosition == "AP"`` by default);
 - a stay is paired with the LATEST task image of the same subject taken in its window, both ends
-  inclusive: ``[intime, intime + 48 h]`` for in-hospital mortality (``"first_48h"``),
-  ``[intime, outtime]`` for phenotyping (``"stay"``), or ``[intime, intime + h]`` for ``h`` hours.
+  inclusive: ``[intime, intime + h]`` for a task of the first ``h`` hours (in-hospital mortality:
+  the task's ``hours`` parameter, 48 by default), ``[intime, outtime]`` for phenotyping (``"stay"``).
   An image after the prediction cutoff would leak the future, so it is never chosen;
 - ties (several images at the same study time) go to the largest dicom_id, so pairing is
   deterministic;
@@ -27,7 +27,7 @@ from mindkd.processing.checks import require_columns
 
 logger = logging.getLogger(__name__)
 
-PairingWindow = Literal["first_48h", "stay"] | float
+PairingWindow = Literal["stay"] | float
 PAIR_COLUMNS: tuple[str, ...] = (
     "stay_id",
     "subject_id",
@@ -79,15 +79,11 @@ def select_task_images(metadata: pd.DataFrame, views: Sequence[str] = ("AP",)) -
 
 def window_end(cohort: pd.DataFrame, window: PairingWindow) -> pd.Series:
     """The inclusive end of each stay's pairing window."""
-    if window == "first_48h":
-        return cohort["intime"] + pd.Timedelta(hours=48)
     if window == "stay":
         return cohort["outtime"]
     if isinstance(window, int | float) and not isinstance(window, bool) and window >= 0:
         return cohort["intime"] + pd.to_timedelta(float(window), unit="h")
-    raise PairingError(
-        f"pairing window must be 'first_48h', 'stay' or a number of hours >= 0, got {window!r}"
-    )
+    raise PairingError(f"pairing window must be 'stay' or a number of hours >= 0, got {window!r}")
 
 
 def pair_stays_with_images(
@@ -100,8 +96,8 @@ def pair_stays_with_images(
             ``split``.
         images: task images (``select_task_images``): ``dicom_id``, ``subject_id``,
             ``study_datetime``, optionally ``study_id``.
-        window: ``"first_48h"`` -> [intime, intime + 48 h]; ``"stay"`` -> [intime, outtime];
-            a number h -> [intime, intime + h hours]. Both ends inclusive.
+        window: a number h -> [intime, intime + h hours]; ``"stay"`` -> [intime, outtime].
+            Both ends inclusive.
 
     Returns ``stay_id, subject_id, dicom_id, study_id, study_datetime, split`` in cohort order;
     dicom_id, study_id and study_datetime are null for stays without an image (EHR-only).

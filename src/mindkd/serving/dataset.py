@@ -58,7 +58,7 @@ class StudentModelDataset(MlflowModelTrackingDataset):
                 f"{type(self).__name__} saves a built StudentPyfunc(spec, weights), got "
                 f"{type(model).__name__}"
             )
-        configured = dict(self._save_args)
+        configured = dict(self._save_args)  # type: ignore[has-type]
         with tempfile.TemporaryDirectory() as scratch:
             computed = model_arguments(model, Path(scratch))
             python_model = computed.pop("python_model")

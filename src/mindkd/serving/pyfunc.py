@@ -51,14 +51,14 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import Array, ColSpec, DataType, Schema
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 import mindkd
 from mindkd.models.batch import TaskKind
-from mindkd.models.registry import build_encoder
-from mindkd.models.student import MultiHeadStudent, Routing
+from mindkd.models.spec import ImageNormaliser, NetworkSpec, build_network
+from mindkd.models.student import MultiHeadStudent
 from mindkd.training.data import MultiModalDataset, SampleTable, collate_multimodal
 
 if TYPE_CHECKING:  # the stores need Kedro; serving a model does not
@@ -76,53 +76,16 @@ class StayInputError(ValueError):
     """Rows of a prediction request that do not fit the model's input format."""
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class ServingSpec(NetworkSpec):
+    """What serving reads from the distill stage's model card (``ModelSpec`` JSON): the network
+    (``mindkd.models.spec.NetworkSpec``, built by the same ``build_network`` as in training). Only
+    the multi-head student is served; the rest of the card (loss, fit settings, sizes) rides along
+    in the artifact and is ignored here."""
 
-
-class _Encoder(_Spec):
-    name: str
-    settings: dict[str, Any] = Field(default_factory=dict)
-
-
-class _Image(_Spec):
-    mean: float
-    std: float = Field(gt=0.0)
-    image_size: int = Field(ge=1)
-
-
-class ServingSpec(_Spec):
-    """What serving reads from the distill stage's model card (``ModelSpec`` JSON); the rest of
-    the card (loss, fit settings, sizes) rides along in the artifact and is ignored here."""
-
-    variant: str = "mind"
     architecture: Literal["multi_head"]
-    task: str
-    kind: TaskKind
-    labels: tuple[str, ...] = Field(min_length=1)
-    ehr_encoder: _Encoder
-    cxr_encoder: _Encoder
-    fusion: str | None = None
-    fusion_settings: dict[str, Any] = Field(default_factory=dict)
-    head_dropout: float = 0.0
-    routing: Routing = "fused"
-    image: _Image
 
 
-def build_student(spec: ServingSpec) -> MultiHeadStudent:
-    """The untrained multi-head student of ``spec`` (what the distill stage's ``build_model``
-    builds for ``architecture: multi_head``; a test holds the two together)."""
-    return MultiHeadStudent(
-        build_encoder(spec.ehr_encoder.name, **spec.ehr_encoder.settings),
-        build_encoder(spec.cxr_encoder.name, **spec.cxr_encoder.settings),
-        len(spec.labels),
-        fusion=spec.fusion or "concat",
-        head_dropout=spec.head_dropout,
-        fusion_kwargs=spec.fusion_settings,
-    )
-
-
-class StudentPyfunc(mlflow.pyfunc.PythonModel):
+class StudentPyfunc(PythonModel):
     """The MIND student behind MLflow's pyfunc interface (input and output: see the module doc).
 
     ``StudentPyfunc(spec, weights)`` is ready in memory; a logged copy is rebuilt in
@@ -149,7 +112,9 @@ class StudentPyfunc(mlflow.pyfunc.PythonModel):
     def _build(self, spec: Mapping[str, Any], weights: Mapping[str, Tensor]) -> None:
         self.card = json.loads(json.dumps(dict(spec)))  # a plain JSON copy
         self.spec = ServingSpec.model_validate(self.card)
-        model = build_student(self.spec)
+        model = build_network(self.spec)
+        if not isinstance(model, MultiHeadStudent):  # ServingSpec admits multi_head only
+            raise TypeError(f"serving builds the multi-head student, got {type(model).__name__}")
         model.load_state_dict(weights)
         self.model = model.to("cpu").eval()
 
@@ -223,7 +188,7 @@ class _Stays:
         self.cxr_row = np.full(len(series), -1, dtype=np.int64)
         self.cxr_row[self.paired] = np.arange(int(self.paired.sum()))
 
-    def dataset(self, num_outputs: int, image: _Image) -> MultiModalDataset:
+    def dataset(self, num_outputs: int, image: ImageNormaliser) -> MultiModalDataset:
         n = len(self.lengths)
         table = SampleTable(
             ehr_row=np.arange(n),

@@ -112,3 +112,26 @@ def _get(tree: Mapping[str, Any], *keys: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+def flatten_params(params: Mapping[str, Any], sep: str = ".", recursive: bool = True) -> dict[str, Any]:
+    """Nested parameters as one level of ``<key><sep><sub key>`` (kedro-mlflow's ``flatten_dict_params``).
+
+    >>> flatten_params({"distill": {"alpha": 0.5, "fit": {"seed": 0}}, "split": 1})
+    {'distill.alpha': 0.5, 'distill.fit.seed': 0, 'split': 1}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            inner = flatten_params(value, sep, recursive) if recursive else value
+            flat.update({f"{key}{sep}{k}": v for k, v in inner.items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
+def tracking_enabled(pipeline_names: Iterable[str], disabled: Iterable[str]) -> bool:
+    """Whether kedro-mlflow tracks a session of ``pipeline_names``: not all of them are in its
+    ``disable_tracking.pipelines``."""
+    off = set(disabled)
+    return not all(name in off for name in pipeline_names)

@@ -73,34 +73,6 @@ class SampleTable:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    @classmethod
-    def from_frame(
-        cls,
-        frame: pd.DataFrame,
-        label_columns: Sequence[str],
-        *,
-        ehr_row: str = "ehr_row",
-        cxr_row: str = "cxr_row",
-        key: str | None = None,
-        teacher: Mapping[str, np.ndarray] | None = None,
-    ) -> SampleTable:
-        """A table from a frame with one row per sample; missing rows may be null or −1."""
-        needed = [ehr_row, cxr_row, *label_columns, *([key] if key else [])]
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise DatasetSpecError(f"the sample frame lacks column(s) {missing}")
-
-        def rows(column: str) -> np.ndarray:
-            return frame[column].fillna(-1).to_numpy(dtype=np.int64)
-
-        return cls(
-            ehr_row=rows(ehr_row),
-            cxr_row=rows(cxr_row),
-            labels=frame[list(label_columns)].to_numpy(dtype=np.float32, na_value=np.nan),
-            teacher={m: np.asarray(t, dtype=np.float32) for m, t in (teacher or {}).items()},
-            keys=frame[key].to_numpy() if key else None,
-        )
-
 
 class MultiModalDataset(Dataset[Sample]):
     """Mixed EHR / X-ray samples read from (memory-mapped) arrays.

@@ -52,8 +52,8 @@ def to_device(tree: _T, device: torch.device | str) -> _T:
     if isinstance(tree, Mapping):
         return {k: to_device(v, device) for k, v in tree.items()}  # type: ignore[return-value]
     if isinstance(tree, tuple | list):
-        return type(tree)(to_device(v, device) for v in tree)  # type: ignore[return-value]
+        return type(tree)(to_device(v, device) for v in tree)
     move: Any = getattr(tree, "to", None)
     if callable(move):
-        return move(device)  # type: ignore[no-any-return]
+        return move(device)
     return tree

@@ -249,7 +249,7 @@ def _as_fit_config(cfg: FitConfig | Mapping[str, Any] | None) -> FitConfig:
     return cfg if isinstance(cfg, FitConfig) else FitConfig.model_validate(dict(cfg))
 
 
-def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+def cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
@@ -306,7 +306,7 @@ class _Trainer:
             _log_epoch(record, cfg)
             if _improved(score, best_score, cfg.mode, cfg.min_delta):
                 best_epoch, best_score, bad_epochs = epoch, score, 0
-                best_state = _cpu_state(self.model)
+                best_state = cpu_state(self.model)
             else:
                 bad_epochs += 1
             self.schedule.end_epoch(epoch, score)
@@ -322,7 +322,7 @@ class _Trainer:
                 break
         if best_state is None:
             logger.warning("%s was never finite: keeping the last epoch's weights", cfg.monitor)
-            best_epoch, best_state = len(history), _cpu_state(self.model)
+            best_epoch, best_state = len(history), cpu_state(self.model)
         self.model.load_state_dict(best_state)
         return FitResult(
             state_dict=best_state,

@@ -16,7 +16,7 @@ import pandas as pd
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.tasks import TaskParams
 from synthetic_stores import signal_timeseries
 
 STEPS, CHANNELS, IMAGE = 8, 34, 16

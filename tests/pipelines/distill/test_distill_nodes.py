@@ -9,11 +9,13 @@ import torch
 from distill_data import MEMBER_PARAMETERS, MEMBERS, DistillInputs, distill_params, task_params
 
 from mindkd.io.logit_cache import LogitCache
-from mindkd.pipelines.distill import glue, nodes
-from mindkd.pipelines.distill.samples import DistillDataError
-from mindkd.pipelines.distill.variants import ModelSpec, StudentTooLargeError, build_model
+from mindkd.models.spec import build_network
+from mindkd.pipelines.distill import nodes
+from mindkd.training import students as glue
 from mindkd.training.data import collate_multimodal
 from mindkd.training.losses import MindLoss
+from mindkd.training.samples import SampleError
+from mindkd.training.spec import ModelSpec, StudentTooLargeError
 from synthetic_stores import widen_to_one_hot
 
 
@@ -54,7 +56,7 @@ def test_samples_list_every_disagreement(inputs: DistillInputs) -> None:
     pairs = inputs.pairs.iloc[1:].copy()
     pairs.loc[pairs.index[0], "dicom_id"] = "not-in-store"
     with pytest.raises(
-        DistillDataError,
+        SampleError,
         match=r"1 cohort stay\(s\) have no row in the pairs table.*not in the image store",
     ):
         nodes.assemble_distill_samples(
@@ -106,7 +108,7 @@ def test_a_cache_of_another_cohort_is_refused(inputs: DistillInputs) -> None:
     stay = str(samples["stay_id"].iloc[0])
     cache = _without(inputs.cache, (table["modality"] == "ehr") & (table["key"] == stay))
     with pytest.raises(
-        DistillDataError, match=r"cache teacher_logits/V/x lacks ehr keys.*re-run teachers"
+        SampleError, match=r"cache teacher_logits/V/x lacks ehr keys.*re-run teachers"
     ):
         nodes.read_teacher_targets(cache, samples, distill_params(), task_params())
 
@@ -123,7 +125,7 @@ def test_a_cache_without_one_members_rows_is_refused(inputs: DistillInputs, moda
         r".*Re-run teachers to rebuild it: kedro run --pipelines teachers --namespaces ihm"
     )
     for members in (None, MEMBERS):  # the ensemble of its provenance, of the slots
-        with pytest.raises(DistillDataError, match=expected):
+        with pytest.raises(SampleError, match=expected):
             nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), members)
 
 
@@ -140,7 +142,7 @@ def test_a_member_covering_part_of_the_keys_is_refused(inputs: DistillInputs) ->
         source="teacher_logits/V/x",
     )
     with pytest.raises(
-        DistillDataError,
+        SampleError,
         match=rf"cxr member '{MEMBERS['cxr'][1]}' has logits for only 64 of the 65 cxr keys",
     ):
         nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), MEMBERS)
@@ -149,10 +151,10 @@ def test_a_member_covering_part_of_the_keys_is_refused(inputs: DistillInputs) ->
 def test_a_cache_of_other_member_slots_is_refused(inputs: DistillInputs) -> None:
     samples = _samples(inputs)
     slots = {"ehr": (*MEMBERS["ehr"], "gru_big"), "cxr": MEMBERS["cxr"][:1]}
-    with pytest.raises(DistillDataError) as caught:
+    with pytest.raises(SampleError) as caught:
         nodes.read_teacher_targets(inputs.cache, samples, distill_params(), task_params(), slots)
     message = str(caught.value)
-    assert "ehr member 'gru_big' has no rows (the ensemble of settings.TEACHER_MEMBERS" in message
+    assert "ehr member 'gru_big' has no rows (the ensemble of tasks.TEACHER_MEMBERS" in message
     assert f"it holds cxr member '{MEMBERS['cxr'][1]}', which is not in the ensemble" in message
 
 
@@ -189,7 +191,7 @@ def _step_grads(
 ) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """One training step as the pipeline takes it: dataset, collate, model, MindLoss, backward."""
     torch.manual_seed(0)
-    model = build_model(spec).train()
+    model = build_network(spec).train()
     if forbid_cxr:
         model.cxr_encoder.register_forward_pre_hook(lambda *_: pytest.fail("the CXR encoder ran"))
     dataset = glue.build_dataset(
@@ -262,7 +264,7 @@ def test_every_variant_takes_the_width_of_the_store_and_records_it(inputs: Disti
         ]
         assert len(card["ehr_input"]["features"]) == 59
         spec = ModelSpec.model_validate(card)
-        model = build_model(spec)
+        model = build_network(spec)
         assert model.ehr_encoder.in_channels == spec.ehr_channels == 59
         predictions = nodes.predict_test_set(
             model.state_dict(), card, p["test"], wide, inputs.image_store
@@ -278,7 +280,7 @@ def test_a_store_of_another_width_than_the_spec_is_refused(inputs: DistillInputs
     card = nodes.specify_mind(
         p["params"], task_params(), p["sizes"], p["normaliser"], widen_to_one_hot(inputs.timeseries)
     )
-    weights = build_model(ModelSpec.model_validate(card)).state_dict()
+    weights = build_network(ModelSpec.model_validate(card)).state_dict()
     with pytest.raises(
         ValueError,
         match=r"EHR encoder takes 59 columns per hour \(its spec, ehr.categorical: one_hot\) "

@@ -14,14 +14,14 @@ import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.mimic.cxr import FINDINGS
-from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.models.spec import MemberSpec
 from mindkd.pipelines.teachers.params import (
     CacheParams,
     FitParams,
-    MemberParams,
     PretrainParams,
     ReportParams,
 )
+from mindkd.tasks import TaskParams
 from synthetic_stores import signal_timeseries
 
 STEPS, CHANNELS, IMAGE = 8, 34, 16
@@ -141,12 +141,12 @@ def fit_params(epochs: int = 6, **overrides: object) -> FitParams:
     return FitParams(**settings)
 
 
-def member_params() -> dict[str, MemberParams]:
+def member_params() -> dict[str, MemberSpec]:
     return {
-        "small": MemberParams(encoder="lstm", settings={"hidden": 8}),
-        "large": MemberParams(encoder="gru", settings={"hidden": 16}),
-        "r18": MemberParams(encoder="resnet18", settings={"width": 0.125, "stem": "small"}),
-        "dense": MemberParams(
+        "small": MemberSpec(encoder="lstm", settings={"hidden": 8}),
+        "large": MemberSpec(encoder="gru", settings={"hidden": 16}),
+        "r18": MemberSpec(encoder="resnet18", settings={"width": 0.125, "stem": "small"}),
+        "dense": MemberSpec(
             encoder="densenet_small",
             settings={
                 "growth_rate": 4,

@@ -17,14 +17,15 @@ from teacher_data import (
 
 from mindkd.io.torch_state import state_dict_sha256
 from mindkd.mimic.cxr import FINDINGS
-from mindkd.pipelines.teachers import nodes, samples
+from mindkd.models.spec import MemberSpec
+from mindkd.pipelines.teachers import nodes
 from mindkd.pipelines.teachers.params import (
     CacheParams,
     FitParams,
-    MemberParams,
     PretrainParams,
     ReportParams,
 )
+from mindkd.training import samples
 from mindkd.training.metrics import auroc
 from synthetic_stores import widen_to_one_hot
 
@@ -130,22 +131,22 @@ def test_image_cache_keys_cover_pairs_and_cxr_only_once(inputs: TeacherInputs) -
     clash = (
         inputs.cxr_only.assign(split="test").iloc[:1].assign(dicom_id=inputs.pairs["dicom_id"][0])
     )
-    with pytest.raises(samples.TeacherDataError, match="two different splits"):
+    with pytest.raises(samples.SampleError, match="two different splits"):
         samples.image_cache_keys(inputs.pairs, clash, inputs.image_store)
 
 
 def test_missing_time_series_is_named() -> None:
     broken = make_inputs()
     cohort = pd.concat([broken.cohort, broken.cohort.iloc[:1].assign(stay_id=1)])
-    with pytest.raises(samples.TeacherDataError, match=r"1 cohort stay\(s\) have no row.*\[1\]"):
+    with pytest.raises(samples.SampleError, match=r"1 cohort stay\(s\) have no row.*\[1\]"):
         samples.ehr_samples(cohort, broken.timeseries, ["y"])
 
 
 def test_bad_parameters_fail_with_the_key() -> None:
     with pytest.raises(ValidationError, match="does not take \\['hiden'\\]"):
-        MemberParams(encoder="lstm", settings={"hiden": 8})
+        MemberSpec(encoder="lstm", settings={"hiden": 8})
     with pytest.raises(ValidationError, match="unknown encoder 'resnet9'"):
-        MemberParams(encoder="resnet9")
+        MemberSpec(encoder="resnet9")
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         FitParams(epochs=2, temprature=2)
     with pytest.raises(ValidationError, match="greater than or equal to 1000"):

@@ -26,8 +26,8 @@ from teacher_data import (
 from mindkd.io.logit_cache import LogitCache, LogitCacheDataset
 from mindkd.io.torch_state import TorchStateDictDataset, state_dict_sha256
 from mindkd.models.batch import MultiModalBatch
-from mindkd.pipelines.teachers import training_glue
 from mindkd.pipelines.teachers.pipeline import create_pipeline
+from mindkd.training import teachers as training_glue
 from mindkd.training.losses import ensemble_targets
 from mindkd.training.metrics import auprc, auroc
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -12,7 +10,7 @@ import pandas as pd
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.cxr_sources import ImageFolder
-from mindkd.mimic.cxr import FINDINGS, image_relpaths
+from mindkd.mimic.cxr import FINDINGS
 from mindkd.processing import chexpert, images, pairing
 
 from .params import CxrParams
@@ -28,25 +26,6 @@ def select_task_images(metadata: pd.DataFrame, params: CxrParams) -> pd.DataFram
     return selected[list(IMAGE_COLUMNS)].reset_index(drop=True)
 
 
-def fingerprint_images(task_images: pd.DataFrame, folder: ImageFolder, size: int) -> str:
-    """A digest of what decoding would produce: image ids, paths, file sizes and times, and the size.
-
-    Cheap (one ``stat`` per file) next to decoding, so a re-run with unchanged inputs skips the decode.
-    """
-    digest = hashlib.sha256(f"size={size};root={folder.root.resolve()}".encode())
-    relpaths = image_relpaths(task_images)  # <NA> where the ids cannot name a file
-    for dicom_id, relpath in zip(task_images["dicom_id"], relpaths, strict=True):
-        if pd.isna(relpath):
-            digest.update(f"{dicom_id}:invalid;".encode())
-            continue
-        try:
-            stat = os.stat(folder.root / relpath)
-            digest.update(f"{dicom_id}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-        except FileNotFoundError:
-            digest.update(f"{dicom_id}:missing;".encode())
-    return digest.hexdigest()
-
-
 def decode_images(
     task_images: pd.DataFrame,
     folder: ImageFolder,
@@ -59,26 +38,15 @@ def decode_images(
     is returned as it is and nothing is decoded. Missing or unreadable files are skipped and returned
     as failures with their reason; too many of them stop the run (``cxr.max_failed_fraction``).
     """
-    fingerprint = fingerprint_images(task_images, folder, params.image_size)
-    if previous is not None and previous.metadata.get("fingerprint") == fingerprint:
-        logger.info("Image store is up to date (%d images): decoding skipped", len(previous.index))
-        return previous, pd.DataFrame(
-            previous.metadata.get("failures", []), columns=["dicom_id", "path", "reason"]
-        )
-    store, failures = images.build_image_store(
+    return images.decode_or_reuse(
         task_images,
         folder.root,
+        previous,
         size=params.image_size,
         workers=params.workers,
         max_failed_fraction=params.max_failed_fraction,
         scratch_dir=params.scratch_dir,
     )
-    store.metadata.update(
-        fingerprint=fingerprint,
-        image_size=params.image_size,
-        failures=failures.to_dict("records"),
-    )
-    return store, failures
 
 
 def label_images(

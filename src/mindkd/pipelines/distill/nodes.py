@@ -5,7 +5,7 @@ Per task (namespace ``<task>.distill``): ``assemble_distill_samples`` -> ``selec
 only); ``read_teacher_targets`` and ``count_teacher_parameters`` read the teachers' logit cache, the
 only teacher output this stage sees: it never builds or runs a teacher.
 
-Per model variant (namespace ``<task>.distill.<variant>``, variants in ``variants.VARIANTS``):
+Per model variant (namespace ``<task>.distill.<variant>``, variants in ``mindkd.training.spec.VARIANTS``):
 ``specify_<variant>`` -> ``train_model`` -> ``track_training_curves``, ``predict_test_set``,
 ``measure_compression`` (and ``export_student`` for MIND). The teacher ensembles are scored from the
 cache (``<task>.distill.teachers``).
@@ -41,18 +41,19 @@ from mindkd.evaluation import (
 from mindkd.evaluation.plots import comparison_figure, training_curves_figure
 from mindkd.evaluation.scoring import Scores
 from mindkd.io.array_store import ArrayStore
-from mindkd.io.logit_cache import LogitCache
-from mindkd.pipelines.ehr.params import TaskParams
+from mindkd.io.logit_cache import LogitCache, logit_columns
+from mindkd.models.spec import EhrInput, ImageNormaliser
 from mindkd.processing.normalise import store_layout
 from mindkd.serving import StudentPyfunc
-from mindkd.tasks import get_task
+from mindkd.tasks import TaskParams
+from mindkd.tracking.curves import training_curves
+from mindkd.training import samples as sampling
+from mindkd.training import students as glue
+from mindkd.training import targets as teacher_targets
 from mindkd.training.losses import ensemble_targets
+from mindkd.training.spec import VARIANTS, ModelSpec
 
-from . import glue
-from . import samples as sampling
-from . import targets as teacher_targets
 from .params import DistillParams
-from .variants import VARIANTS, EhrInput, ImageNormaliser, ModelSpec, specify
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def assemble_distill_samples(
     task: TaskParams,
 ) -> pd.DataFrame:
     """Every cohort stay with its paired image or none, split, kind (paired / ehr_only), labels."""
-    labels = get_task(task.name).labels
+    labels = task.definition.labels
     samples = sampling.assemble_samples(cohort, pairs, timeseries, image_store, labels)
     for split in sampling.SPLITS:
         logger.info(
@@ -110,7 +111,7 @@ def read_teacher_targets(
     The cache must hold every member of the ensemble (``members``: slots per modality; None: those
     its provenance records) for every key, or the node fails naming the cache and the member.
     """
-    definition = get_task(task.name)
+    definition = task.definition
     return teacher_targets.read_targets(
         teacher_logits,
         samples,
@@ -146,7 +147,7 @@ def predict_teacher_ensembles(
     kd_targets: pd.DataFrame, test_samples: pd.DataFrame, params: DistillParams, task: TaskParams
 ) -> pd.DataFrame:
     """Teacher ensembles as a model: EHR for every stay, CXR and their combination where paired."""
-    definition = get_task(task.name)
+    definition = task.definition
     k = len(definition.labels)
     cached = teacher_targets.targets_for(kd_targets, test_samples, k)
     paired = test_samples["kind"].eq("paired").to_numpy()
@@ -167,7 +168,7 @@ def predict_teacher_ensembles(
 def _long_predictions(heads: dict[str, tuple[np.ndarray, np.ndarray]], k: int) -> pd.DataFrame:
     frames = []
     for head, (stays, logits) in heads.items():
-        frame = pd.DataFrame(logits, columns=glue.logit_columns(k))
+        frame = pd.DataFrame(logits, columns=logit_columns(k))
         frame.insert(0, "head", head)
         frame.insert(0, "stay_id", stays)
         frames.append(frame)
@@ -191,7 +192,7 @@ def _specify(
 ) -> dict[str, Any]:
     image = ImageNormaliser.model_validate(image_normaliser)
     ehr_input = EhrInput.model_validate(store_layout(timeseries).to_dict())
-    spec = specify(variant, params, get_task(task.name), teacher_sizes, image, ehr_input)
+    spec = params.model_spec(variant, task.definition, teacher_sizes, image, ehr_input)
     return spec.model_dump(mode="json")
 
 
@@ -272,17 +273,7 @@ def track_training_curves(history: History) -> dict[str, list[dict[str, float]]]
     """Every per-epoch term (``train/<loss term>``, ``val/<metric or term>``, lr) for MLflow, and
     ``best/<monitor>``: the monitored value of the kept epoch (step = that epoch), what
     ``mindkd.tracking.registry`` ranks runs by."""
-    curves: dict[str, list[dict[str, float]]] = {}
-    for record in history.get("epochs", []):
-        step = int(record["epoch"])
-        for key, value in record.items():
-            if key != "epoch" and value is not None and np.isfinite(value):
-                curves.setdefault(key, []).append({"value": float(value), "step": step})
-    best = history.get("best_score")
-    if history.get("monitor") and best is not None and np.isfinite(best):
-        point = {"value": float(best), "step": int(history.get("best_epoch") or 0)}
-        curves[f"best/{history['monitor']}"] = [point]
-    return curves
+    return training_curves(history)
 
 
 def predict_test_set(
@@ -342,7 +333,7 @@ def collect_test_predictions(
     never trained on.
     """
     frames = [frame.assign(model=name) for name, frame in models.items()]
-    definition = get_task(task.name)
+    definition = task.definition
     ceiling = truth_predictions(
         truth, _eval_samples(test_samples), definition.name, definition.labels
     )
@@ -372,7 +363,7 @@ def evaluate_test_predictions(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """AUROC / AUPRC with bootstrap intervals and ECE per model, subset and head; differences to
     the reference model on the same resamples; reliability bins."""
-    definition = get_task(task.name)
+    definition = task.definition
     settings = params.evaluation
     scores: Scores = score_predictions(
         test_predictions.rename(columns={"stay_id": "key"}),
@@ -422,7 +413,7 @@ def plot_roc_pr(
     task: TaskParams,
 ) -> tuple[Any, Any, Any, Any]:
     """ROC and PR curves per head (routed, ehr, cxr, fused) of every model that has the head."""
-    definition = get_task(task.name)
+    definition = task.definition
     predictions = test_predictions.rename(columns={"stay_id": "key"})
     figures = [
         roc_pr_figure(

@@ -12,7 +12,7 @@ Layout per task namespace (``ihm``, ``pheno``)::
         student                          ModelParams: EHR + CXR encoder, fusion, head dropout
         baselines.zero_filled            ModelParams: single-head joint fusion, zero-filled X-ray
         baselines.medfuse                MedFuseParams: teacher-sized MedFuse (LSTM over tokens)
-        fit                              DistillFitParams: FitConfig + loader settings
+        fit                              LoaderFitConfig: FitConfig + loader settings
         evaluation                       EvaluationParams: bootstrap, calibration, latency
 
 Every model forbids unknown keys, and the project checks the whole parameter tree against them
@@ -23,23 +23,20 @@ start-up, whichever pipeline is selected. Every node of the pipeline takes the w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mindkd.models.registry import (
-    Modality,
-    RegistryError,
-    encoder_modality,
-    encoder_settings,
-    list_encoders,
-    list_fusions,
-)
+from mindkd.evaluation.scoring import BootstrapConfig
+from mindkd.models.registry import list_fusions, with_ehr_channels
+from mindkd.models.spec import EhrInput, EncoderSpec, ImageNormaliser
 from mindkd.models.student import Routing
-from mindkd.training.fit import AmpMode, LoaderFitConfig
+from mindkd.tasks import TaskDefinition
+from mindkd.training.fit import LoaderFitConfig
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
+from mindkd.training.spec import STUDENTS, VARIANTS, DataSetting, ModelSpec, sized_spec
 
-DataSetting = Literal["paired", "partial"]
 Reference = Literal["no_kd", "zero_filled", "medfuse", "teachers"]
 
 
@@ -47,39 +44,11 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EncoderParams(_Params):
-    """An encoder from the registry (``mindkd.models.list_encoders()``) and its settings."""
-
-    name: str = Field(description="registry name, e.g. lstm, gru, transformer, resnet18")
-    settings: dict[str, Any] = Field(default_factory=dict, description="the encoder's keywords")
-
-    @model_validator(mode="after")
-    def _known(self) -> EncoderParams:
-        if self.name not in list_encoders():
-            raise RegistryError(
-                f"unknown encoder {self.name!r}; registered: {', '.join(list_encoders())}"
-            )
-        unknown = sorted(set(self.settings) - set(encoder_settings(self.name)))
-        if unknown:
-            raise RegistryError(
-                f"encoder {self.name!r} does not take {unknown}; it takes "
-                f"{sorted(encoder_settings(self.name))}"
-            )
-        return self
-
-    def check_modality(self, modality: Modality, key: str) -> None:
-        if encoder_modality(self.name) != modality:
-            raise ValueError(
-                f"{key}: encoder {self.name!r} is a {encoder_modality(self.name)} encoder; choose "
-                f"one of {list_encoders(modality)}"
-            )
-
-
 class ModelParams(_Params):
     """Two encoders and a fusion module (``mindkd.models.list_fusions()``) with its settings."""
 
-    ehr_encoder: EncoderParams
-    cxr_encoder: EncoderParams
+    ehr_encoder: EncoderSpec
+    cxr_encoder: EncoderSpec
     fusion: str = "concat"
     fusion_settings: dict[str, Any] = Field(default_factory=dict)
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -96,8 +65,8 @@ class ModelParams(_Params):
 class MedFuseParams(_Params):
     """MedFuse (Hayat et al., 2022): modality tokens through one LSTM; a missing X-ray is no token."""
 
-    ehr_encoder: EncoderParams
-    cxr_encoder: EncoderParams
+    ehr_encoder: EncoderSpec
+    cxr_encoder: EncoderSpec
     token_dim: int = Field(256, ge=1)
     hidden: int = Field(256, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -116,13 +85,6 @@ class BaselineParams(_Params):
     medfuse: MedFuseParams
 
 
-class DistillFitParams(LoaderFitConfig):
-    """``mindkd.training.FitConfig`` (AdamW, schedule, early stopping on val, device, seed) plus
-    the loader settings. Shared by the student and every trained baseline."""
-
-    amp: AmpMode = Field("off", description="autocast on CUDA (ignored on the CPU): off|bf16|fp16")
-
-
 class LatencyParams(_Params):
     """CPU latency per sample at batch 1: ``samples`` timed calls after ``warmup`` untimed ones."""
 
@@ -131,12 +93,9 @@ class LatencyParams(_Params):
     threads: int = Field(1, ge=1, description="torch CPU threads while timing (restored after)")
 
 
-class EvaluationParams(_Params):
+class EvaluationParams(BootstrapConfig):
     """Test-split evaluation: percentile bootstrap, calibration bins, latency, the reference model."""
 
-    n_bootstrap: int = Field(1000, ge=1000, description="resamples for the intervals (>= 1000)")
-    level: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = Field(0, ge=0)
     ece_bins: int = Field(10, ge=2)
     latency: LatencyParams = Field(default_factory=LatencyParams)
     reference: Reference = Field("no_kd", description="model the paired differences are against")
@@ -153,7 +112,7 @@ class DistillParams(MindLossConfig):
     max_teacher_fraction: float | None = Field(0.1, gt=0.0)
     student: ModelParams
     baselines: BaselineParams
-    fit: DistillFitParams = Field(default_factory=DistillFitParams)
+    fit: LoaderFitConfig = Field(default_factory=LoaderFitConfig)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
 
     def loss_config(self, alpha: float | None = None) -> MindLossConfig:
@@ -162,3 +121,60 @@ class DistillParams(MindLossConfig):
         if alpha is not None:
             values["alpha"] = alpha
         return MindLossConfig(**values)
+
+    def architecture(self, variant: str) -> dict[str, Any]:
+        """The network fields of ``variant``'s spec (``mindkd.models.spec.NetworkSpec``)."""
+        if variant in STUDENTS:
+            return {"architecture": "multi_head", **self.student.model_dump()}
+        if variant == "zero_filled":
+            return {"architecture": "zero_filled", **self.baselines.zero_filled.model_dump()}
+        if variant == "medfuse":
+            medfuse = self.baselines.medfuse
+            return {
+                "architecture": "medfuse",
+                "ehr_encoder": medfuse.ehr_encoder.model_dump(),
+                "cxr_encoder": medfuse.cxr_encoder.model_dump(),
+                "fusion": "medfuse",
+                "fusion_settings": medfuse.model_dump(include={"token_dim", "hidden", "dropout"}),
+            }
+        raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+    def spec_fields(
+        self, variant: str, task: TaskDefinition, image: ImageNormaliser, ehr_input: EhrInput
+    ) -> dict[str, Any]:
+        """Every field of ``variant``'s model card but its sizes (``mindkd.training.spec``).
+
+        Only ``mind`` distils (``alpha`` from the parameters); the others train with
+        ``alpha = 0``. The EHR encoder takes ``ehr_input.width`` columns per hour
+        (``in_channels`` in its settings).
+        """
+        architecture = self.architecture(variant)
+        ehr = architecture["ehr_encoder"]
+        ehr["settings"] = with_ehr_channels(ehr["name"], ehr["settings"], ehr_input.width)
+        return {
+            "variant": variant,
+            "task": task.name,
+            "kind": task.kind,
+            "labels": task.labels,
+            "loss": self.loss_config(None if variant == "mind" else 0.0),
+            "combine": self.combine,
+            "data": self.data,
+            "routing": self.routing,
+            "fit": self.fit,
+            "image": image,
+            "ehr_input": ehr_input,
+            **architecture,
+        }
+
+    def model_spec(
+        self,
+        variant: str,
+        task: TaskDefinition,
+        teacher_sizes: Mapping[str, int],
+        image: ImageNormaliser,
+        ehr_input: EhrInput,
+    ) -> ModelSpec:
+        """``variant``'s model card with its size next to the teachers' (``sized_spec``: raises
+        ``StudentTooLargeError`` when a student exceeds ``max_teacher_fraction``)."""
+        fields = self.spec_fields(variant, task, image, ehr_input)
+        return sized_spec(fields, teacher_sizes, self.max_teacher_fraction)

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 
 from kedro.pipeline import Node, Pipeline
 
-from mindkd.pipelines.ehr.pipeline import TASKS
+from mindkd.tasks import TASKS, TEACHER_MEMBERS
+from mindkd.training.spec import VARIANTS
 
 from . import nodes
-from .variants import VARIANTS
 
 SHARED = {"cxr_image_store", "demo_truth_stays"}
 TASK_INPUTS = {"cohort", "timeseries", "pairs", "teacher_logits"}
@@ -222,14 +222,12 @@ def create_task_pipeline(
     """One task's distill stage (un-namespaced): samples, every variant, teachers, evaluation.
 
     ``members``: the teacher ensemble the logit cache must hold, slots per modality (default
-    ``settings.TEACHER_MEMBERS``, the slots the teachers pipeline trains).
+    ``mindkd.tasks.TEACHER_MEMBERS``, the slots the teachers pipeline trains).
     """
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or "mind" not in variants:
         raise ValueError(f"variants must include 'mind' and come from {VARIANTS}, got {variants}")
     if members is None:
-        from mindkd.settings import TEACHER_MEMBERS
-
         members = TEACHER_MEMBERS
     return Pipeline(
         [
@@ -266,7 +264,7 @@ def create_pipeline(
     **kwargs: object,
 ) -> Pipeline:
     """The distill stage of every task: namespaces ``<task>.distill`` and its variants; ``members``
-    is the teacher ensemble each task's logit cache must hold (default settings.TEACHER_MEMBERS)."""
+    is the teacher ensemble each task's logit cache must hold (default tasks.TEACHER_MEMBERS)."""
     per_task = [
         Pipeline(
             [

@@ -16,9 +16,9 @@ from mindkd.io.event_parts import EventParts
 from mindkd.io.raw import MimicEventReader
 from mindkd.processing import cohort, events, ingest, normalise, splits, timeseries
 from mindkd.processing.ingest import EventStream
-from mindkd.tasks import CohortInputs, get_task
+from mindkd.tasks import CohortInputs, TaskParams
 
-from .params import EhrParams, SplitParams, TaskParams
+from .params import EhrParams, SplitParams
 
 
 def ingest_events(
@@ -89,7 +89,7 @@ def select_task_cohort(
     ehr: EhrParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The task cohort with its labels, its cohort-flow table and its label counts."""
-    task = get_task(params.name)
+    task = params.definition
     flow = cohort.CohortFlow(
         steps=[cohort.FlowStep(**step) for step in stay_flow["steps"]],
         counts=dict(stay_flow["counts"]),
@@ -121,7 +121,7 @@ def build_timeseries(
     clean: EventParts, task_cohort: pd.DataFrame, params: TaskParams, ehr: EhrParams
 ) -> ArrayStore:
     """Hourly values + masks of every cohort stay (raw units), keyed by stay_id."""
-    task = get_task(params.name)
+    task = params.definition
     window = (
         {"hours": task.hours} if task.window == "first_hours" else {"max_hours": params.max_hours}
     )

@@ -7,14 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mindkd.mimic.variables import (
     DEFAULT_RANGE_PROFILE,
     SLOW_VARIABLES,
+    CategoricalEncoding,
     RangeProfile,
 )
 from mindkd.processing.ingest import Lookback
-from mindkd.processing.labels import MortalitySource
-from mindkd.processing.normalise import CategoricalEncoding
 from mindkd.processing.slicing import DEFAULT_SLICE_ROWS
 from mindkd.processing.splits import validate_fractions
-from mindkd.tasks import get_task
 
 
 class EhrParams(BaseModel):
@@ -76,24 +74,3 @@ class SplitParams(BaseModel):
     @classmethod
     def _valid(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         return validate_fractions(value)
-
-
-class TaskParams(BaseModel):
-    """What defines a task's cohort and inputs (key ``<task>.task``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    max_hours: int | None = Field(None, ge=1, description="cap of whole-stay inputs (pheno)")
-    label_source: MortalitySource = Field(
-        "hospital_expire_flag",
-        description="ihm label rule: hospital_expire_flag | death_date | deathtime "
-        "(mindkd.processing.labels); the others are counted against it in the cohort report",
-    )
-    require_events: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        get_task(value)
-        return value

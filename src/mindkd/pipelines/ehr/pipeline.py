@@ -2,9 +2,9 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from . import nodes
+from mindkd.tasks import TASKS
 
-TASKS = ("ihm", "pheno")
+from . import nodes
 
 SHARED = {
     "events_clean",

@@ -9,9 +9,8 @@ from matplotlib.figure import Figure
 
 from mindkd.evaluation.plots import cohort_flow_figure
 from mindkd.io.array_store import ArrayStore
-from mindkd.pipelines.ehr.params import TaskParams
 from mindkd.processing import pairing
-from mindkd.tasks import get_task
+from mindkd.tasks import TaskParams
 
 
 def pair_stays(
@@ -23,7 +22,7 @@ def pair_stays(
     inclusive: an image taken after it would leak the future into the input.
     """
     decoded = task_images[task_images["dicom_id"].isin(store.keys)]
-    window = get_task(params.name).pairing_window
+    window = params.definition.pairing_window
     pairs = pairing.pair_stays_with_images(task_cohort, decoded, window)
     pairing.require_paired_stays(task_cohort, decoded, pairs, params.name)
     return pairs

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from mindkd.pipelines.ehr.pipeline import TASKS
+from mindkd.tasks import TASKS
 
 from . import nodes
 

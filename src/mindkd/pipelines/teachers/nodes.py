@@ -18,18 +18,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from mindkd.evaluation import teachers as reporting
 from mindkd.evaluation.plots import training_curves_figure
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache, logit_columns
 from mindkd.io.torch_state import state_dict_sha256
 from mindkd.mimic.cxr import FINDINGS
-from mindkd.pipelines.ehr.params import TaskParams
-from mindkd.tasks import get_task
+from mindkd.models.spec import MemberSpec
+from mindkd.tasks import TaskParams
+from mindkd.tracking.curves import training_curves
+from mindkd.training import samples as sampling
+from mindkd.training import teachers as glue
+from mindkd.training.fit import cpu_state
 
-from . import report as reporting
-from . import samples as sampling
-from . import training_glue as glue
-from .params import CacheParams, FitParams, MemberParams, PretrainParams, ReportParams
+from .params import CacheParams, FitParams, PretrainParams, ReportParams
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +43,14 @@ PRETRAIN_SUFFIX = "__pretrain"
 def train_ehr_teacher(
     cohort: pd.DataFrame,
     timeseries: ArrayStore,
-    member: MemberParams,
+    member: MemberSpec,
     fit: FitParams,
     task: TaskParams,
 ) -> tuple[dict[str, Tensor], History]:
     """Train one EHR member on the train stays of the cohort, early-stopping on the val stays.
 
     Its input width is the store's (``ehr.categorical``: 34 or 59 columns per hour)."""
-    spec = get_task(task.name).spec
+    spec = task.definition.spec
     samples = sampling.ehr_samples(cohort, timeseries, spec.labels)
     train, val = (sampling.split_rows(samples, s) for s in ("train", "val"))
     width = glue.ehr_width(timeseries)
@@ -67,7 +69,7 @@ def pretrain_cxr_teacher(
     image_labels: pd.DataFrame,
     subject_splits: pd.DataFrame,
     image_store: ArrayStore,
-    member: MemberParams,
+    member: MemberSpec,
     pretrain: PretrainParams,
 ) -> tuple[dict[str, Tensor], History]:
     """Pre-train a CXR member on the 14 CheXpert findings of train-split images (val early-stops).
@@ -77,7 +79,7 @@ def pretrain_cxr_teacher(
     """
     model = glue.build_teacher(member, len(FINDINGS), seed=pretrain.fit.seed)
     if pretrain.recipe == "finetune_only":
-        return glue.cpu_state(model), {"recipe": pretrain.recipe, "epochs": []}
+        return cpu_state(model), {"recipe": pretrain.recipe, "epochs": []}
     samples = sampling.pretrain_image_samples(image_labels, subject_splits, image_store, FINDINGS)
     train, val = (sampling.split_rows(samples, s) for s in ("train", "val"))
     logger.info("CheXpert pre-training on %d train / %d val images", len(train), len(val))
@@ -96,12 +98,12 @@ def finetune_cxr_teacher(
     pairs: pd.DataFrame,
     cohort: pd.DataFrame,
     image_store: ArrayStore,
-    member: MemberParams,
+    member: MemberSpec,
     fit: FitParams,
     task: TaskParams,
 ) -> tuple[dict[str, Tensor], History]:
     """Replace the head and fine-tune on the task labels of the train-split paired images."""
-    spec = get_task(task.name).spec
+    spec = task.definition.spec
     samples = sampling.paired_image_samples(pairs, cohort, spec.labels)
     train, val = (sampling.split_rows(samples, s) for s in ("train", "val"))
     logger.info("Fine-tuning on %d train / %d val paired images", len(train), len(val))
@@ -124,32 +126,29 @@ def track_training_curves(
 
     The distillation terms (``*/kd*``) are left out: teachers train on the task loss alone.
     """
-    curves: dict[str, list[dict[str, float]]] = {}
-    for prefix, report in (("pretrain/", pretrain_history), ("", history)):
-        for record in (report or {}).get("epochs", []):
-            step = int(record["epoch"])
-            for key, value in record.items():
-                if key == "epoch" or "/kd" in key or value is None:
-                    continue
-                if np.isfinite(value):
-                    curves.setdefault(f"{prefix}{key}", []).append({"value": value, "step": step})
-    return curves
+    pretrain = training_curves(pretrain_history, prefix="pretrain/", exclude=("/kd",), best=False)
+    return pretrain | training_curves(history, exclude=("/kd",), best=False)
 
 
 def predict_ehr_logits(
     weights: dict[str, Tensor],
     cohort: pd.DataFrame,
     timeseries: ArrayStore,
-    member: MemberParams,
+    member: MemberSpec,
     cache: CacheParams,
     task: TaskParams,
 ) -> glue.MemberLogits:
     """The member's logits for every cohort stay (all splits), from its saved weights."""
-    spec = get_task(task.name).spec
+    spec = task.definition.spec
     samples = sampling.ehr_samples(cohort, timeseries, spec.labels)
     model = glue.build_teacher(member, spec.num_outputs, ehr_channels=glue.ehr_width(timeseries))
     glue.load_weights(model, weights)
-    logits = glue.predict_member(model, glue.ehr_dataset(samples, timeseries, spec.labels), cache)
+    logits = glue.predict_member(
+        model,
+        glue.ehr_dataset(samples, timeseries, spec.labels),
+        cache.batch_size,
+        cache.device,
+    )
     return glue.MemberLogits(
         modality="ehr",
         keys=samples["key"].astype(str).to_numpy(),
@@ -164,12 +163,12 @@ def predict_cxr_logits(
     pairs: pd.DataFrame,
     cxr_only: pd.DataFrame,
     image_store: ArrayStore,
-    member: MemberParams,
+    member: MemberSpec,
     cache: CacheParams,
     task: TaskParams,
 ) -> glue.MemberLogits:
     """The member's logits for every task image in the store: paired and CXR-only, all splits."""
-    spec = get_task(task.name).spec
+    spec = task.definition.spec
     keys = sampling.image_cache_keys(pairs, cxr_only, image_store)
     model = glue.build_teacher(member, spec.num_outputs)
     model.load_state_dict(weights)
@@ -180,7 +179,7 @@ def predict_cxr_logits(
         modality="cxr",
         keys=keys["key"].astype(str).to_numpy(),
         splits=keys["split"].to_numpy(),
-        logits=glue.predict_member(model, dataset, cache),
+        logits=glue.predict_member(model, dataset, cache.batch_size, cache.device),
         provenance=glue.member_provenance(model, member, state_dict_sha256(weights)),
     )
 
@@ -200,7 +199,7 @@ def assemble_logit_cache(
     fingerprint: dict[str, Any], task: TaskParams, **members: glue.MemberLogits
 ) -> LogitCache:
     """One cache of every member's logits (keyword = member slot name) with its provenance."""
-    definition = get_task(task.name)
+    definition = task.definition
     frames = []
     for name, member in members.items():
         frame = pd.DataFrame(member.logits, columns=logit_columns(member.logits.shape[1]))
@@ -235,7 +234,7 @@ def evaluate_teachers(
     EHR models are scored on every cohort stay of the split; CXR models on the paired images with
     their stay's task labels.
     """
-    spec = get_task(task.name).spec
+    spec = task.definition.spec
     evaluated = {
         "ehr": cohort[["stay_id", "split", *spec.labels]].rename(columns={"stay_id": "key"}),
         "cxr": sampling.paired_image_samples(pairs, cohort, spec.labels),
@@ -250,8 +249,8 @@ def evaluate_teachers(
             modality,
             table,
             split,
-            spec.labels,
-            spec.kind,
+            labels=spec.labels,
+            kind=spec.kind,
             combine=params.combine,
             **settings,
         )

@@ -3,10 +3,10 @@
 Layout per task namespace (``ihm``, ``pheno``)::
 
     <task>.teachers.ehr.fit                     FitParams          training of every EHR member
-    <task>.teachers.ehr.members.<slot>          MemberParams       one per slot of settings.TEACHER_MEMBERS
+    <task>.teachers.ehr.members.<slot>          MemberSpec       one per slot of tasks.TEACHER_MEMBERS
     <task>.teachers.cxr.pretrain                PretrainParams     recipe + CheXpert pre-training
     <task>.teachers.cxr.fit                     FitParams          fine-tuning on the task labels
-    <task>.teachers.cxr.members.<slot>          MemberParams
+    <task>.teachers.cxr.members.<slot>          MemberSpec
     <task>.teachers.cache                       CacheParams        the logit-cache forward pass
     <task>.teachers.report                      ReportParams       bootstrap intervals, ensemble rule
 
@@ -14,46 +14,25 @@ Layout per task namespace (``ihm``, ``pheno``)::
 and the project checks the whole parameter tree against these models before any node runs
 (``mindkd.pipelines.params``), so a misspelt setting or block (``fitt``) fails at start-up, whichever
 pipeline is selected. The member slots are checked there too: they must be exactly those of
-``settings.TEACHER_MEMBERS``.
+``mindkd.tasks.TEACHER_MEMBERS``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mindkd.models.registry import RegistryError, encoder_settings, list_encoders
+from mindkd.evaluation.scoring import BootstrapConfig
+from mindkd.models.spec import MemberSpec
 from mindkd.training.fit import AmpMode, LoaderFitConfig
+from mindkd.training.losses import EnsembleCombine
 
 Recipe = Literal["pretrain_then_finetune", "finetune_only"]
-Combine = Literal["mean_logits", "mean_probs"]
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MemberParams(_Params):
-    """One ensemble member: an encoder from the registry, its settings and the head's dropout."""
-
-    encoder: str = Field(description="registry name, e.g. lstm, transformer, resnet18, densenet121")
-    settings: dict[str, Any] = Field(default_factory=dict, description="the encoder's keywords")
-    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _known_encoder(self) -> MemberParams:
-        if self.encoder not in list_encoders():
-            raise ValueError(
-                f"unknown encoder {self.encoder!r}; registered: {', '.join(list_encoders())}"
-            )
-        accepted = encoder_settings(self.encoder)
-        unknown = sorted(set(self.settings) - set(accepted))
-        if unknown:
-            raise RegistryError(
-                f"encoder {self.encoder!r} does not take {unknown}; it takes {sorted(accepted)}"
-            )
-        return self
 
 
 class FitParams(LoaderFitConfig):
@@ -82,13 +61,12 @@ class CacheParams(_Params):
     device: str = "auto"
 
 
-class ReportParams(_Params):
+class ReportParams(BootstrapConfig):
     """Evaluation of members and ensembles: bootstrap intervals and the ensemble rule."""
 
-    n_bootstrap: int = Field(1000, ge=1000, description="resamples for the intervals (>= 1000)")
-    level: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = Field(0, ge=0)
-    combine: Combine = Field("mean_logits", description="ensemble: mean of logits or of probs")
+    combine: EnsembleCombine = Field(
+        "mean_logits", description="ensemble: mean of logits or of probs"
+    )
     splits: tuple[Literal["val", "test"], ...] = ("val", "test")
 
     @field_validator("splits")
@@ -103,7 +81,7 @@ class EhrTeachersParams(_Params):
     """``<task>.teachers.ehr``: the training of every EHR member and what each slot is."""
 
     fit: FitParams
-    members: dict[str, MemberParams]
+    members: dict[str, MemberSpec]
 
 
 class CxrTeachersParams(EhrTeachersParams):
@@ -113,7 +91,7 @@ class CxrTeachersParams(EhrTeachersParams):
 
 
 class TeachersParams(_Params):
-    """The whole ``<task>.teachers`` block. The slots under ``members`` are settings.TEACHER_MEMBERS'
+    """The whole ``<task>.teachers`` block. The slots under ``members`` are tasks.TEACHER_MEMBERS'
     (checked with the project's parameters, ``mindkd.pipelines.params``)."""
 
     ehr: EhrTeachersParams

@@ -1,8 +1,8 @@
 """Wiring of the ``teachers`` pipeline: one member pipeline per slot, one task pipeline per namespace.
 
-Namespaces: ``<task>.teacher_<slot>`` for each member slot of ``settings.TEACHER_MEMBERS`` (their
+Namespaces: ``<task>.teacher_<slot>`` for each member slot of ``mindkd.tasks.TEACHER_MEMBERS`` (their
 hyper-parameters are ``<task>.teachers.<modality>.members.<slot>``), under the task namespaces
-``ihm`` and ``pheno``. ``kedro run --pipeline teachers --namespaces ihm`` runs one task; every node
+``ihm`` and ``pheno``. ``kedro run --pipelines teachers --namespaces ihm`` runs one task; every node
 also carries the task's tag and ``teachers_ehr`` / ``teachers_cxr``.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from kedro.pipeline import Node, Pipeline
 
-from mindkd.pipelines.ehr.pipeline import TASKS
+from mindkd.tasks import TASKS, TEACHER_MEMBERS
 
 from . import nodes
 
@@ -197,7 +197,7 @@ def _check_slots(members: Mapping[str, Sequence[str]]) -> None:
     if not members.get("ehr") or not members.get("cxr"):
         problems.append("each modality (ehr, cxr) needs at least one member slot")
     if problems:
-        raise ValueError("settings.TEACHER_MEMBERS: " + "; ".join(problems))
+        raise ValueError("tasks.TEACHER_MEMBERS: " + "; ".join(problems))
 
 
 def create_pipeline(
@@ -205,10 +205,8 @@ def create_pipeline(
     tasks: Sequence[str] = TASKS,
     **kwargs: object,
 ) -> Pipeline:
-    """The teachers of every task; ``members`` defaults to ``settings.TEACHER_MEMBERS``."""
+    """The teachers of every task; ``members`` defaults to ``mindkd.tasks.TEACHER_MEMBERS``."""
     if members is None:
-        from mindkd.settings import TEACHER_MEMBERS
-
         members = TEACHER_MEMBERS
     _check_slots(members)
     per_task = [

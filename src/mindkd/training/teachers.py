@@ -1,4 +1,4 @@
-"""Glue between the teacher nodes and ``mindkd.training``: build, train and run unimodal teachers.
+"""Unimodal teachers: build, train and run the members of the teacher ensembles.
 
 A teacher is a ``UnimodalClassifier`` (one encoder, one linear head) that sees one modality only:
 its datasets are ``MultiModalDataset``s whose samples all lack the other modality, so every batch is
@@ -16,22 +16,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.models.batch import TaskKind
-from mindkd.models.registry import build_encoder, count_parameters, with_ehr_channels
+from mindkd.models.registry import count_parameters
+from mindkd.models.spec import MemberSpec, build_member
 from mindkd.models.student import UnimodalClassifier
 from mindkd.processing.normalise import store_layout
-from mindkd.training.data import MultiModalDataset, SampleTable, make_loader
+from mindkd.training.data import MultiModalDataset, make_loader
 from mindkd.training.device import resolve_device
-from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
+from mindkd.training.fit import FitResult, LoaderFitConfig, RoutedEvaluator, fit_datasets, predict
 from mindkd.training.losses import MindLoss, MindLossConfig
+from mindkd.training.samples import sample_dataset
 from mindkd.training.seed import deterministic, seed_everything
-
-from .params import CacheParams, FitParams, MemberParams
-from .samples import label_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ class MemberLogits:
 
 
 def build_teacher(
-    member: MemberParams,
+    member: MemberSpec,
     num_outputs: int,
     seed: int | None = None,
     *,
@@ -67,9 +65,7 @@ def build_teacher(
     """
     if seed is not None:
         seed_everything(seed)
-    settings = with_ehr_channels(member.encoder, member.settings, ehr_channels)
-    encoder = build_encoder(member.encoder, **settings)
-    return UnimodalClassifier(encoder, num_outputs, head_dropout=member.head_dropout)
+    return build_member(member, num_outputs, ehr_channels=ehr_channels)
 
 
 def ehr_width(store: ArrayStore) -> int:
@@ -81,29 +77,21 @@ def ehr_dataset(
     samples: pd.DataFrame, store: ArrayStore, labels: Sequence[str]
 ) -> MultiModalDataset:
     """EHR-only samples (``key`` = stay_id) read from the time-series store."""
-    lengths = np.ones(len(store.arrays["values"]), dtype=np.int64)
-    lengths[store.index["row"].to_numpy()] = store.index["length"].to_numpy()
-    table = SampleTable(
-        ehr_row=store.rows(samples["key"]),
-        cxr_row=np.full(len(samples), -1, dtype=np.int64),
-        labels=label_matrix(samples, labels),
-        keys=samples["key"].to_numpy(),
-    )
-    return MultiModalDataset(table, ehr_values=store.arrays["values"], ehr_lengths=lengths)
+    return sample_dataset(samples, labels, key="key", timeseries=store, ehr_key="key")
 
 
 def image_dataset(
     samples: pd.DataFrame, store: ArrayStore, labels: Sequence[str]
 ) -> MultiModalDataset:
     """CXR-only samples (``key`` = dicom_id) read from the image store, normalised."""
-    table = SampleTable(
-        ehr_row=np.full(len(samples), -1, dtype=np.int64),
-        cxr_row=store.rows(samples["key"]),
-        labels=label_matrix(samples, labels),
-        keys=samples["key"].to_numpy(),
-    )
-    return MultiModalDataset(
-        table, images=store.arrays["images"], image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+    return sample_dataset(
+        samples,
+        labels,
+        key="key",
+        image_store=store,
+        cxr_key="key",
+        image_mean=IMAGE_MEAN,
+        image_std=IMAGE_STD,
     )
 
 
@@ -112,7 +100,7 @@ def train_teacher(
     train: MultiModalDataset,
     val: MultiModalDataset,
     kind: TaskKind,
-    params: FitParams,
+    params: LoaderFitConfig,
 ) -> FitResult:
     """Fit ``model`` on ``train`` with the task loss, early-stopping on ``val`` (best epoch kept)."""
     loss = MindLoss(kind, MindLossConfig(alpha=0.0))
@@ -173,19 +161,18 @@ def load_encoder(model: UnimodalClassifier, state_dict: Mapping[str, Tensor]) ->
 
 
 def predict_member(
-    model: UnimodalClassifier, dataset: MultiModalDataset, params: CacheParams
+    model: UnimodalClassifier, dataset: MultiModalDataset, batch_size: int, device: str = "auto"
 ) -> np.ndarray:
     """``(n, K)`` float32 logits for every sample of ``dataset``, in its order (eval mode, no grad)."""
-    device = resolve_device(params.device)
-    model.to(device)
-    loader = make_loader(dataset, params.batch_size, shuffle=False)
+    model.to(resolve_device(device))
+    loader = make_loader(dataset, batch_size, shuffle=False)
     with deterministic():
         out = predict(model, loader)
     return out["routed"].astype(np.float32)
 
 
 def member_provenance(
-    model: UnimodalClassifier, member: MemberParams, weights_sha256: str
+    model: UnimodalClassifier, member: MemberSpec, weights_sha256: str
 ) -> dict[str, Any]:
     """What identifies a member in the cache: modality, encoder and settings (an EHR member's with
     the ``in_channels`` it was built with), size, weights digest."""
@@ -200,7 +187,3 @@ def member_provenance(
         "parameters": count_parameters(model),
         "weights_sha256": weights_sha256,
     }
-
-
-def cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

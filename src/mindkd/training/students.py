@@ -1,4 +1,4 @@
-"""Glue between the distill nodes and ``mindkd.training``: datasets, training, test predictions.
+"""The multimodal models' datasets, training and test predictions (students and baselines).
 
 Every variant (student, no-KD student, baselines) goes through the same functions: a
 ``MultiModalDataset`` over the prepared stores (mixed paired / EHR-only samples, the missing modality
@@ -13,27 +13,23 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
 from mindkd.io.array_store import ArrayStore
+from mindkd.io.logit_cache import logit_columns
+from mindkd.models.spec import ImageNormaliser, build_network
 from mindkd.models.student import HEADS, RoutedModel
-from mindkd.training.data import MultiModalDataset, SampleTable, collate_multimodal, make_loader
+from mindkd.training.data import MultiModalDataset, collate_multimodal, make_loader
 from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
 from mindkd.training.losses import MindLoss
+from mindkd.training.samples import sample_dataset
 from mindkd.training.seed import deterministic, seed_everything
-
-from .samples import label_matrix
-from .targets import targets_for
-from .variants import ImageNormaliser, ModelSpec, build_model
+from mindkd.training.spec import ModelSpec
+from mindkd.training.targets import targets_for
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_HEADS: tuple[str, ...] = (*HEADS, "routed")
-
-
-def logit_columns(num_outputs: int) -> list[str]:
-    return [f"logit_{k}" for k in range(num_outputs)]
 
 
 def build_dataset(
@@ -48,27 +44,18 @@ def build_dataset(
     Raises ``ValueError`` when the store's width is not the one ``spec``'s EHR encoder takes.
     """
     check_ehr_width(spec, timeseries)
-    lengths = np.ones(len(timeseries.arrays["values"]), dtype=np.int64)
-    lengths[timeseries.index["row"].to_numpy()] = timeseries.index["length"].to_numpy()
-    paired = samples["dicom_id"].notna().to_numpy()
-    cxr_row = np.full(len(samples), -1, dtype=np.int64)
-    if paired.any():
-        cxr_row[paired] = image_store.rows(samples.loc[paired, "dicom_id"])
-    teacher = {} if targets is None else targets_for(targets, samples, len(spec.labels))
-    table = SampleTable(
-        ehr_row=timeseries.rows(samples["stay_id"]),
-        cxr_row=cxr_row,
-        labels=label_matrix(samples, spec.labels),
-        teacher=teacher,
-        keys=samples["stay_id"].to_numpy(),
-    )
-    return MultiModalDataset(
-        table,
-        ehr_values=timeseries.arrays["values"],
-        ehr_lengths=lengths,
-        images=image_store.arrays["images"],
+    teacher = None if targets is None else targets_for(targets, samples, len(spec.labels))
+    return sample_dataset(
+        samples,
+        spec.labels,
+        key="stay_id",
+        timeseries=timeseries,
+        ehr_key="stay_id",
+        image_store=image_store,
+        cxr_key="dicom_id",
         image_mean=spec.image.mean,
         image_std=spec.image.std,
+        teacher=teacher,
     )
 
 
@@ -118,7 +105,7 @@ def train_model(
         raise ValueError(f"{spec.variant} needs train and val samples, got {len(train)}/{len(val)}")
     cfg = spec.fit
     seed_everything(cfg.seed)
-    model = build_model(spec)
+    model = build_network(spec)
     loss = MindLoss(spec.kind, spec.loss)
     logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
     evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
@@ -132,7 +119,7 @@ def _kinds(dataset: MultiModalDataset) -> str:
 
 def load_model(spec: ModelSpec, weights: Mapping[str, Tensor]) -> RoutedModel:
     """``spec``'s network with ``weights``, on the CPU, in eval mode."""
-    model = build_model(spec)
+    model = build_network(spec)
     model.load_state_dict(weights)
     return model.eval()
 
@@ -164,7 +151,3 @@ def single_sample_batches(dataset: MultiModalDataset, count: int) -> list[object
     if len(dataset) == 0:
         raise ValueError("latency needs at least one test sample")
     return [collate_multimodal([dataset[i % len(dataset)]])[0] for i in range(count)]
-
-
-def cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -19,10 +19,9 @@ import pandas as pd
 from mindkd.io.logit_cache import LogitCache
 from mindkd.models.batch import TaskKind
 from mindkd.training.fit import scores_for_metrics
-from mindkd.training.losses import ensemble_targets
+from mindkd.training.losses import EnsembleCombine, ensemble_targets
 from mindkd.training.metrics import auprc, auroc, bootstrap, resample_indices
-
-from .samples import label_matrix, split_rows
+from mindkd.training.samples import label_matrix, split_rows
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +37,13 @@ def score_split(
     modality: str,
     samples: pd.DataFrame,
     split: str,
+    *,
     labels: Sequence[str],
     kind: TaskKind,
-    *,
     n_bootstrap: int,
     level: float,
     seed: int,
-    combine: str,
+    combine: EnsembleCombine,
 ) -> list[dict[str, Any]]:
     """One report row per member and one for the ensemble of ``modality`` on ``split`` of ``samples``."""
     table = split_rows(samples, split)

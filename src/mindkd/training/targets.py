@@ -18,8 +18,7 @@ import pandas as pd
 from mindkd.io.logit_cache import LogitCache
 from mindkd.models.batch import TaskKind
 from mindkd.training.losses import EnsembleCombine, ensemble_targets
-
-from .samples import DistillDataError
+from mindkd.training.samples import SampleError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def check_cache(
 ) -> None:
     """Raise when the cache does not fit the task: made for another task or number of outputs, or
     not holding the whole ensemble. Every member of the ensemble (``members``, the slots of
-    ``settings.TEACHER_MEMBERS``; else the members the cache's provenance records) must have logits
+    ``mindkd.tasks.TEACHER_MEMBERS``; else the members the cache's provenance records) must have logits
     for every key of its modality, and the cache holds no other member; so a student never distils
     silently from fewer members than the teachers pipeline trains."""
     cached_task = cache.provenance.get("task")
@@ -51,7 +50,7 @@ def check_cache(
         expected = members.get(modality, ()) if members is not None else None
         problems += _member_problems(cache, modality, expected)
     if problems:
-        raise DistillDataError(
+        raise SampleError(
             f"the teacher logit cache {cache.source or '(in memory)'} does not fit: "
             + "; ".join(problems)
             + f". Re-run teachers to rebuild it: kedro run --pipelines teachers --namespaces {task}"
@@ -64,7 +63,7 @@ def _member_problems(cache: LogitCache, modality: str, expected: Sequence[str] |
     if expected is None:  # the ensemble the teachers run recorded
         expected, origin = cache.provenance_members(modality) or present, "its provenance"
     else:
-        origin = "settings.TEACHER_MEMBERS"
+        origin = "tasks.TEACHER_MEMBERS"
     if not expected and not present:
         return [f"it has no {modality} member"]
     problems = [
@@ -102,7 +101,7 @@ def ensemble_logits(
     try:
         stacked = np.stack([cache.logits(modality, m, keys) for m in members])  # (M, n, K)
     except KeyError as exc:
-        raise DistillDataError(
+        raise SampleError(
             f"the teacher logit cache {cache.source or '(in memory)'} lacks {modality} keys of the "
             f"distill samples: {exc.args[0]}; the cache comes from another cohort or pairing "
             "(re-run teachers)"
@@ -155,7 +154,7 @@ def targets_for(
     indexed = targets.set_index("stay_id")
     missing = ~samples["stay_id"].isin(indexed.index)
     if missing.any():
-        raise DistillDataError(
+        raise SampleError(
             f"{int(missing.sum())} stay(s) have no teacher target, e.g. "
             f"{samples.loc[missing, 'stay_id'].head(5).tolist()}; re-run read_teacher_targets"
         )
@@ -171,7 +170,7 @@ def teacher_parameter_counts(cache: LogitCache) -> dict[str, int]:
     members: dict[str, Any] = cache.provenance.get("members", {})
     unknown = sorted(n for n, info in members.items() if "parameters" not in info)
     if not members or unknown:
-        raise DistillDataError(
+        raise SampleError(
             "the logit cache's provenance does not give the teachers' sizes (members without "
             f"`parameters`: {unknown or 'all'}); re-run teachers to rebuild the cache"
         )
