@@ -1,7 +1,7 @@
 """Markdown tables of MIND vs baselines over several student seeds (how README's results were made).
 
 Reads the last N versions of ``data/08_reporting/<task>/distill/comparison.csv`` (one per
-``kedro run --pipeline distill`` invocation; run them with different ``<task>.distill.fit.seed``) and
+``kedro run --pipelines distill`` invocation; run them with different ``<task>.distill.fit.seed``) and
 prints, per task, the routed AUROC / AUPRC of each model with its 95 % bootstrap interval per seed,
 and the paired difference to the no-KD student.
 
