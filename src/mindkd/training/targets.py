@@ -89,6 +89,62 @@ def _member_problems(cache: LogitCache, modality: str, expected: Sequence[str] |
     return problems
 
 
+def check_origin(
+    cache: LogitCache,
+    samples: pd.DataFrame,
+    fingerprint: Mapping[str, Any],
+    task: str,
+) -> None:
+    """Raise unless the cache was made from the data distill reads now.
+
+    ``fingerprint`` is ``training.samples.fingerprint_inputs`` of the current cohort, pairs,
+    CXR-only images and stores; the cache records the one its teachers saw (``provenance["inputs"]``).
+    Every sample's key must also carry the same split in the cache (EHR: ``stay_id``; CXR: the
+    paired ``dicom_id``). A cache from before a change of split seed, cohort rule or pairing would
+    otherwise hand the student targets of teachers trained on subjects now in its val or test split.
+    """
+    problems: list[str] = []
+    recorded = cache.provenance.get("inputs")
+    if not isinstance(recorded, Mapping) or "sha256" not in recorded:
+        problems.append("it records no fingerprint of the inputs its teachers saw")
+    elif recorded["sha256"] != fingerprint.get("sha256"):
+        changed = [
+            f"{name} ({recorded.get(name, {}).get('rows', '?')} rows then, {part['rows']} now)"
+            for name, part in sorted(fingerprint.items())
+            if isinstance(part, Mapping) and recorded.get(name, {}).get("sha256") != part["sha256"]
+        ]
+        problems.append(f"its teachers saw other inputs: {', '.join(changed) or 'see provenance'}")
+    problems += _split_problems(cache, "ehr", samples["stay_id"], samples["split"])
+    paired = samples["dicom_id"].notna()
+    problems += _split_problems(
+        cache, "cxr", samples.loc[paired, "dicom_id"], samples.loc[paired, "split"]
+    )
+    if problems:
+        raise SampleError(
+            f"the teacher logit cache {cache.source or '(in memory)'} is stale: "
+            + "; ".join(problems)
+            + f". Re-run teachers on the current data: kedro run --pipelines teachers "
+            f"--namespaces {task}"
+        )
+
+
+def _split_problems(
+    cache: LogitCache, modality: str, keys: pd.Series, splits: pd.Series
+) -> list[str]:
+    """Keys whose split in the cache differs from their split now (keys absent are left to
+    ``ensemble_logits``)."""
+    rows = cache.table.loc[cache.table["modality"] == modality, ["key", "split"]]
+    cached = rows.drop_duplicates("key").set_index("key")["split"]
+    then = pd.Series(keys.astype(str).to_numpy()).map(cached)
+    moved = then.notna().to_numpy() & (then.to_numpy() != splits.to_numpy())
+    if not moved.any():
+        return []
+    return [
+        f"{int(moved.sum())} {modality} key(s) have another split in the cache than now, e.g. "
+        f"{keys[moved].head(5).tolist()}"
+    ]
+
+
 def ensemble_logits(
     cache: LogitCache,
     modality: str,
@@ -118,12 +174,16 @@ def read_targets(
     num_outputs: int,
     combine: EnsembleCombine,
     members: Mapping[str, Sequence[str]] | None = None,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The target table of ``samples``: EHR ensemble for every stay, CXR ensemble for paired ones.
 
-    ``members``: the ensemble's slots per modality (see ``check_cache``).
+    ``members``: the ensemble's slots per modality (see ``check_cache``); ``fingerprint``: the
+    current inputs' (see ``check_origin``; None skips that check, for a cache made in memory).
     """
     check_cache(cache, task, num_outputs, members)
+    if fingerprint is not None:
+        check_origin(cache, samples, fingerprint, task)
     out = samples[["stay_id", "split"]].reset_index(drop=True)
     ehr = ensemble_logits(cache, "ehr", samples["stay_id"].astype(str), combine, kind)
     cxr = np.full_like(ehr, np.nan)

@@ -17,6 +17,7 @@ from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.tasks import TaskParams
+from mindkd.training.samples import fingerprint_inputs
 from synthetic_stores import signal_timeseries
 
 STEPS, CHANNELS, IMAGE = 8, 34, 16
@@ -33,6 +34,14 @@ class DistillInputs:
     image_store: ArrayStore
     cache: LogitCache
     truth: pd.DataFrame
+    cxr_only: pd.DataFrame
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The input digest distill computes now (``fingerprint_distill_inputs``)."""
+        return fingerprint_inputs(
+            self.cohort, self.timeseries, self.pairs, self.cxr_only, self.image_store
+        )
 
 
 def make_inputs(seed: int = 0) -> DistillInputs:
@@ -65,7 +74,11 @@ def make_inputs(seed: int = 0) -> DistillInputs:
             "split": split,
         }
     )
+    cxr_only = pd.DataFrame({"dicom_id": pd.Series(dtype=object), "split": pd.Series(dtype=object)})
     cache = make_cache(cohort, pairs, rng)
+    cache.provenance["inputs"] = fingerprint_inputs(
+        cohort, timeseries, pairs, cxr_only, image_store
+    )
     truth = pd.DataFrame(
         {
             "stay_id": stay_id,
@@ -74,7 +87,7 @@ def make_inputs(seed: int = 0) -> DistillInputs:
             "p_death_cxr_only": np.where(y == 1, 0.6, 0.4),
         }
     )
-    return DistillInputs(cohort, timeseries, pairs, image_store, cache, truth)
+    return DistillInputs(cohort, timeseries, pairs, image_store, cache, truth, cxr_only)
 
 
 def make_cache(cohort: pd.DataFrame, pairs: pd.DataFrame, rng: np.random.Generator) -> LogitCache:

@@ -16,6 +16,7 @@ from mindkd.training.data import collate_multimodal
 from mindkd.training.losses import MindLoss
 from mindkd.training.samples import SampleError
 from mindkd.training.spec import ModelSpec, StudentTooLargeError
+from mindkd.training.targets import targets_for
 from synthetic_stores import widen_to_one_hot
 
 
@@ -30,7 +31,9 @@ def _prepared(inputs: DistillInputs, **overrides: object) -> dict[str, object]:
     samples = _samples(inputs)
     train, val, test = nodes.select_distill_samples(samples, params)
     normaliser = nodes.fit_image_normaliser(train, inputs.image_store)
-    targets = nodes.read_teacher_targets(inputs.cache, samples, params, task_params())
+    targets = nodes.read_teacher_targets(
+        inputs.cache, samples, inputs.fingerprint, params, task_params()
+    )
     sizes = nodes.count_teacher_parameters(inputs.cache)
     return {
         "params": params,
@@ -110,7 +113,9 @@ def test_a_cache_of_another_cohort_is_refused(inputs: DistillInputs) -> None:
     with pytest.raises(
         SampleError, match=r"cache teacher_logits/V/x lacks ehr keys.*re-run teachers"
     ):
-        nodes.read_teacher_targets(cache, samples, distill_params(), task_params())
+        nodes.read_teacher_targets(
+            cache, samples, inputs.fingerprint, distill_params(), task_params()
+        )
 
 
 @pytest.mark.parametrize("modality", ["ehr", "cxr"])
@@ -126,7 +131,9 @@ def test_a_cache_without_one_members_rows_is_refused(inputs: DistillInputs, moda
     )
     for members in (None, MEMBERS):  # the ensemble of its provenance, of the slots
         with pytest.raises(SampleError, match=expected):
-            nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), members)
+            nodes.read_teacher_targets(
+                cache, samples, inputs.fingerprint, distill_params(), task_params(), members
+            )
 
 
 def test_a_member_covering_part_of_the_keys_is_refused(inputs: DistillInputs) -> None:
@@ -145,14 +152,18 @@ def test_a_member_covering_part_of_the_keys_is_refused(inputs: DistillInputs) ->
         SampleError,
         match=rf"cxr member '{MEMBERS['cxr'][1]}' has logits for only 64 of the 65 cxr keys",
     ):
-        nodes.read_teacher_targets(cache, samples, distill_params(), task_params(), MEMBERS)
+        nodes.read_teacher_targets(
+            cache, samples, inputs.fingerprint, distill_params(), task_params(), MEMBERS
+        )
 
 
 def test_a_cache_of_other_member_slots_is_refused(inputs: DistillInputs) -> None:
     samples = _samples(inputs)
     slots = {"ehr": (*MEMBERS["ehr"], "gru_big"), "cxr": MEMBERS["cxr"][:1]}
     with pytest.raises(SampleError) as caught:
-        nodes.read_teacher_targets(inputs.cache, samples, distill_params(), task_params(), slots)
+        nodes.read_teacher_targets(
+            inputs.cache, samples, inputs.fingerprint, distill_params(), task_params(), slots
+        )
     message = str(caught.value)
     assert "ehr member 'gru_big' has no rows (the ensemble of tasks.TEACHER_MEMBERS" in message
     assert f"it holds cxr member '{MEMBERS['cxr'][1]}', which is not in the ensemble" in message
@@ -300,4 +311,86 @@ def test_a_store_of_another_width_than_the_spec_is_refused(inputs: DistillInputs
             p["sizes"],
             p["normaliser"],
             widen_to_one_hot(inputs.timeseries),
+        )
+
+
+def _stale(cache: LogitCache, **changes: object) -> LogitCache:
+    return LogitCache(
+        table=cache.table.assign(**changes),
+        provenance=dict(cache.provenance),
+        source="teacher_logits/V/x",
+    )
+
+
+def test_a_cache_whose_keys_sit_in_other_splits_is_refused(inputs: DistillInputs) -> None:
+    """The issue's case: every cached row marked train. With the fingerprint still matching,
+    the per-key split check alone stops it (a student would distil test subjects' targets from
+    teachers that trained on them)."""
+    samples = _samples(inputs)
+    cache = _stale(inputs.cache, split="train")
+    with pytest.raises(
+        SampleError,
+        match=r"cache teacher_logits/V/x is stale: 48 ehr key\(s\) have another split in the "
+        r"cache than now.*; 32 cxr key\(s\).*kedro run --pipelines teachers --namespaces ihm",
+    ):
+        nodes.read_teacher_targets(
+            cache, samples, inputs.fingerprint, distill_params(), task_params()
+        )
+
+
+def test_a_cache_of_other_inputs_is_refused(inputs: DistillInputs) -> None:
+    """A new split seed moved one subject from train to test after the teachers ran: the cohort's
+    and the pairs' digests differ from the cache's, and so does that stay's split."""
+    cohort = inputs.cohort.copy()
+    pairs = inputs.pairs.copy()
+    cohort.loc[0, "split"] = pairs.loc[0, "split"] = "test"
+    samples = nodes.assemble_distill_samples(
+        cohort, pairs, inputs.timeseries, inputs.image_store, task_params()
+    )
+    now = nodes.fingerprint_distill_inputs(
+        cohort, inputs.timeseries, pairs, inputs.cxr_only, inputs.image_store
+    )
+    with pytest.raises(
+        SampleError,
+        match=r"its teachers saw other inputs: cohort \(96 rows then, 96 now\), pairs .*; "
+        r"1 ehr key\(s\) have another split in the cache than now, e\.g\. \[30000\]; "
+        r"1 cxr key\(s\)",
+    ):
+        nodes.read_teacher_targets(inputs.cache, samples, now, distill_params(), task_params())
+
+
+def test_a_cache_without_an_input_fingerprint_is_refused(inputs: DistillInputs) -> None:
+    samples = _samples(inputs)
+    cache = _stale(inputs.cache)
+    del cache.provenance["inputs"]
+    with pytest.raises(SampleError, match=r"it records no fingerprint of the inputs"):
+        nodes.read_teacher_targets(
+            cache, samples, inputs.fingerprint, distill_params(), task_params()
+        )
+
+
+def test_kd_targets_follow_the_stay_not_the_row(inputs: DistillInputs) -> None:
+    """Samples with interleaved splits and ids out of row order get their own stay's targets."""
+    samples = _samples(inputs)
+    targets = nodes.read_teacher_targets(
+        inputs.cache, samples, inputs.fingerprint, distill_params(), task_params()
+    )
+    shuffled = samples.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    assert not shuffled["stay_id"].is_monotonic_increasing
+    assert shuffled["split"].iloc[:10].nunique() > 1  # splits interleave
+    looked_up = targets_for(targets, shuffled, 1)
+    expected = targets.set_index("stay_id").loc[shuffled["stay_id"], "ehr_0"].to_numpy()
+    np.testing.assert_array_equal(looked_up["ehr"][:, 0], expected)
+    own = inputs.cache.logits("ehr", MEMBERS["ehr"][0], shuffled["stay_id"])[:, 0]
+    assert np.corrcoef(looked_up["ehr"][:, 0], own)[0, 1] > 0.9  # the stay's own teachers
+
+
+def test_a_stay_in_another_split_in_pairs_than_in_cohort_is_refused(inputs: DistillInputs) -> None:
+    pairs = inputs.pairs.copy()
+    pairs.loc[5, "split"] = "test" if pairs.loc[5, "split"] != "test" else "train"
+    with pytest.raises(
+        SampleError, match=r"1 stay\(s\) have another split in pairs than in cohort"
+    ):
+        nodes.assemble_distill_samples(
+            inputs.cohort, pairs, inputs.timeseries, inputs.image_store, task_params()
         )

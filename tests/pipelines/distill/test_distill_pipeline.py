@@ -49,6 +49,7 @@ def _catalog(
     tables = {
         "ihm.cohort": inputs.cohort,
         "ihm.pairs": inputs.pairs,
+        "ihm.cxr_only": inputs.cxr_only,
         "demo_truth_stays": inputs.truth,
     }
     return DataCatalog(
@@ -95,7 +96,11 @@ def test_pipeline_reads_prepared_data_and_the_cache_only() -> None:
     assert pipeline.inputs() == {
         "cxr_image_store",
         "demo_truth_stays",
-        *(f"{t}.{n}" for t in ("ihm", "pheno") for n in ("cohort", "timeseries", "pairs")),
+        *(
+            f"{t}.{n}"
+            for t in ("ihm", "pheno")
+            for n in ("cohort", "timeseries", "pairs", "cxr_only")
+        ),
         "ihm.teacher_logits",
         "pheno.teacher_logits",
         *(f"params:{t}.{k}" for t in ("ihm", "pheno") for k in ("distill", "task")),

@@ -168,3 +168,60 @@ def test_an_ehr_member_takes_the_width_of_its_store(inputs: TeacherInputs) -> No
         nodes.predict_ehr_logits(
             weights, inputs.cohort, inputs.timeseries, member, cache, task_params()
         )
+
+
+class _Stop(Exception):
+    """Raised by the spy once it has seen what a teacher would train on."""
+
+
+def _spy_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[set, set]]:
+    seen: list[tuple[set, set]] = []
+
+    def record(model, train, val, kind, params):
+        seen.append((set(train.samples.keys.tolist()), set(val.samples.keys.tolist())))
+        raise _Stop
+
+    monkeypatch.setattr(nodes.glue, "train_teacher", record)
+    return seen
+
+
+def _interleaved(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows shuffled: splits interleave and keys are out of row order."""
+    return table.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def test_ehr_teacher_trains_on_train_stays_and_stops_on_val_only(
+    inputs: TeacherInputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cohort = _interleaved(inputs.cohort)
+    seen = _spy_training(monkeypatch)
+    with pytest.raises(_Stop):
+        nodes.train_ehr_teacher(
+            cohort, inputs.timeseries, member_params()["small"], fit_params(), task_params()
+        )
+    train, val = seen[0]
+    assert train == set(cohort.loc[cohort["split"] == "train", "stay_id"])
+    assert val == set(cohort.loc[cohort["split"] == "val", "stay_id"])
+
+
+def test_cxr_finetuning_trains_on_train_images_and_stops_on_val_only(
+    inputs: TeacherInputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = _interleaved(inputs.pairs)
+    member = member_params()["dense"]
+    pretrained = nodes.glue.build_teacher(member, len(FINDINGS), seed=0).state_dict()
+    seen = _spy_training(monkeypatch)
+    with pytest.raises(_Stop):
+        nodes.finetune_cxr_teacher(
+            pretrained,
+            pairs,
+            inputs.cohort,
+            inputs.image_store,
+            member,
+            fit_params(),
+            task_params(),
+        )
+    train, val = seen[0]
+    paired = pairs[pairs["dicom_id"].notna()]
+    assert train == set(paired.loc[paired["split"] == "train", "dicom_id"])
+    assert val == set(paired.loc[paired["split"] == "val", "dicom_id"])

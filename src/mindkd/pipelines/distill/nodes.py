@@ -99,9 +99,22 @@ def fit_image_normaliser(train_samples: pd.DataFrame, image_store: ArrayStore) -
 
 
 # ------------------------------------------------------------------------------------- teachers
+def fingerprint_distill_inputs(
+    cohort: pd.DataFrame,
+    timeseries: ArrayStore,
+    pairs: pd.DataFrame,
+    cxr_only: pd.DataFrame,
+    image_store: ArrayStore,
+) -> dict[str, Any]:
+    """Digests of the keys, splits and store shapes distill reads now, to match the logit cache's
+    (the teachers stage records the same digest of what its members saw)."""
+    return sampling.fingerprint_inputs(cohort, timeseries, pairs, cxr_only, image_store)
+
+
 def read_teacher_targets(
     teacher_logits: LogitCache,
     samples: pd.DataFrame,
+    fingerprint: dict[str, Any],
     params: DistillParams,
     task: TaskParams,
     members: Mapping[str, Sequence[str]] | None = None,
@@ -109,7 +122,8 @@ def read_teacher_targets(
     """Ensemble targets per stay from the logit cache (EHR; CXR where paired), ``combine`` applied.
 
     The cache must hold every member of the ensemble (``members``: slots per modality; None: those
-    its provenance records) for every key, or the node fails naming the cache and the member.
+    its provenance records) for every key, and come from the current inputs (its input
+    fingerprint and every key's split), or the node fails naming the cache and what to re-run.
     """
     definition = task.definition
     return teacher_targets.read_targets(
@@ -120,19 +134,24 @@ def read_teacher_targets(
         num_outputs=len(definition.labels),
         combine=params.combine,
         members=members,
+        fingerprint=fingerprint,
     )
 
 
 def teacher_targets_reader(
     members: Mapping[str, Sequence[str]],
-) -> Callable[[LogitCache, pd.DataFrame, DistillParams, TaskParams], pd.DataFrame]:
+) -> Callable[[LogitCache, pd.DataFrame, dict[str, Any], DistillParams, TaskParams], pd.DataFrame]:
     """``read_teacher_targets`` for the ensemble of ``members`` (the node the pipeline wires; a
     closure rather than a ``partial`` keeps the signature Kedro reads parameter types from)."""
 
     def read_teacher_targets_of_members(
-        teacher_logits: LogitCache, samples: pd.DataFrame, params: DistillParams, task: TaskParams
+        teacher_logits: LogitCache,
+        samples: pd.DataFrame,
+        fingerprint: dict[str, Any],
+        params: DistillParams,
+        task: TaskParams,
     ) -> pd.DataFrame:
-        return read_teacher_targets(teacher_logits, samples, params, task, members)
+        return read_teacher_targets(teacher_logits, samples, fingerprint, params, task, members)
 
     read_teacher_targets_of_members.__doc__ = read_teacher_targets.__doc__
     return read_teacher_targets_of_members

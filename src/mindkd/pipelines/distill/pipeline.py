@@ -21,7 +21,7 @@ from mindkd.training.spec import VARIANTS
 from . import nodes
 
 SHARED = {"cxr_image_store", "demo_truth_stays"}
-TASK_INPUTS = {"cohort", "timeseries", "pairs", "teacher_logits"}
+TASK_INPUTS = {"cohort", "timeseries", "pairs", "cxr_only", "teacher_logits"}
 PARAMETERS = {"params:distill", "params:task"}
 CHAIN_INPUTS = {
     "teacher_sizes",
@@ -64,8 +64,14 @@ def _samples_and_targets(members: Mapping[str, Sequence[str]]) -> Pipeline:
                 name="fit_image_normaliser",
             ),
             Node(
+                nodes.fingerprint_distill_inputs,
+                ["cohort", "timeseries", "pairs", "cxr_only", "cxr_image_store"],
+                "input_fingerprint",
+                name="fingerprint_distill_inputs",
+            ),
+            Node(
                 nodes.teacher_targets_reader(members),
-                ["teacher_logits", "samples", "params:distill", "params:task"],
+                ["teacher_logits", "samples", "input_fingerprint", "params:distill", "params:task"],
                 "kd_targets",
                 name="read_teacher_targets",
             ),
