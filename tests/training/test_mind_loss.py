@@ -228,3 +228,25 @@ def test_ensemble_targets_extremes_nan_and_errors() -> None:
         ensemble_targets(extreme, "median", "binary")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(M, N, K\)"):
         ensemble_targets(np.zeros((2, 3)), "mean_logits", "binary")
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels"),
+    [("binary", ("y",)), ("multilabel", ("a", "b")), ("multiclass", ("a", "b", "c"))],
+)
+def test_the_fused_target_follows_the_ensemble_rule(kind: str, labels: tuple[str, ...]) -> None:
+    """With ``combine: mean_probs`` the fused head distils from the logit of the mean probability
+    of the two modality ensembles (as ``ensemble_targets`` combines members), not the mean logit."""
+    gen = torch.Generator().manual_seed(1)
+    t_ehr, t_cxr = (3.0 * torch.randn(4, len(labels), generator=gen) for _ in range(2))
+    expected = ensemble_targets(np.stack([t_ehr.numpy(), t_cxr.numpy()]), "mean_probs", kind)
+    config = MindLossConfig(alpha=1.0, distance="mse")
+    fused = {"fused": HeadOutput(torch.tensor(expected), torch.arange(4))}
+    teacher = {"ehr": t_ehr, "cxr": t_cxr}
+    y = torch.zeros(4, len(labels))
+    probs = MindLoss(TaskSpec("t", kind, labels), config, combine="mean_probs")
+    assert probs(fused, y, teacher)["kd/fused"].item() == pytest.approx(0.0, abs=1e-10)
+    logits = MindLoss(TaskSpec("t", kind, labels), config)  # mean_logits: the plain mean
+    mean = {"fused": HeadOutput((t_ehr + t_cxr) / 2.0, torch.arange(4))}
+    assert logits(mean, y, teacher)["kd/fused"].item() == 0.0
+    assert logits(fused, y, teacher)["kd/fused"].item() > 0.01

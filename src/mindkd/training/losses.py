@@ -10,6 +10,7 @@ reconstruction (see ``/shared/DESIGN.md``, "Distillation loss") with every choic
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
@@ -98,9 +99,11 @@ class MindLoss(nn.Module):
         total = Σ_h  w_h · L_h                                  (a weighted *sum* over heads)
 
     * ``t_h``: the ensemble target of the head's own modality (``teacher["ehr"]`` / ``teacher["cxr"]``,
-      rows picked by the head's index); for the fused head ``(t_ehr + t_cxr) / 2`` with
-      ``fused_target="mean"``. A head without a teacher (the fused head with ``fused_target="none"``)
-      trains on ``task`` alone (α is 0 for it), so α = 1 never leaves a head untrained.
+      rows picked by the head's index); for the fused head, with ``fused_target="mean"``, the two
+      combined by the ensemble rule ``combine`` the modality ensembles use: ``(t_ehr + t_cxr) / 2``
+      for ``mean_logits``, the logit of the mean probability for ``mean_probs``. A head without a
+      teacher (the fused head with ``fused_target="none"``) trains on ``task`` alone (α is 0 for
+      it), so α = 1 never leaves a head untrained.
     * ``task``: BCE with logits for binary / multilabel, averaged over the *observed* label entries
       (NaN labels, e.g. uncertain findings, are masked out); cross-entropy for multiclass (labels as
       class indices ``(B,)`` or probability / one-hot rows ``(B, K)``), averaged over rows with a label.
@@ -131,8 +134,14 @@ class MindLoss(nn.Module):
         self,
         task: TaskSpec | TaskKind,
         config: MindLossConfig | Mapping[str, Any] | None = None,
+        combine: EnsembleCombine = "mean_logits",
     ) -> None:
         super().__init__()
+        if combine not in ENSEMBLE_COMBINES:
+            raise LossConfigError(
+                f"combine must be one of {ENSEMBLE_COMBINES} (config key `combine`), got {combine!r}"
+            )
+        self.combine: EnsembleCombine = combine
         self.kind: TaskKind = task.kind if isinstance(task, TaskSpec) else task
         if config is None:
             config = MindLossConfig()
@@ -145,7 +154,7 @@ class MindLoss(nn.Module):
         c = self.config
         return (
             f"kind={self.kind}, alpha={c.alpha}, distance={self.distance}, T={c.temperature}, "
-            f"fused_target={c.fused_target}"
+            f"fused_target={c.fused_target}, combine={self.combine}"
         )
 
     def forward(
@@ -239,7 +248,11 @@ class MindLoss(nn.Module):
             return None
         assert teacher is not None
         rows = [teacher[m].index_select(0, index).float() for m in needed]  # each (n, K)
-        return rows[0] if len(rows) == 1 else (rows[0] + rows[1]) / 2.0
+        if len(rows) == 1:
+            return rows[0]
+        if self.combine == "mean_logits":
+            return (rows[0] + rows[1]) / 2.0
+        return _mean_probability_logits(torch.stack(rows), self.kind)
 
     def _task_loss(self, z: Tensor, y: Tensor) -> Tensor:
         if self.kind == "multiclass":
@@ -276,6 +289,17 @@ class MindLoss(nn.Module):
             kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="none")  # (n, K)
             per_row = kl.sum(dim=1) * temp**2
         return (per_row * valid).sum() / valid.sum().clamp_min(1)
+
+
+def _mean_probability_logits(logits: Tensor, kind: TaskKind) -> Tensor:
+    """``ensemble_targets(..., "mean_probs")`` in torch for ``(M, n, K)`` logits: per label
+    ``log(p̄) − log(1 − p̄)``; for multiclass ``log(mean_m softmax(z_m))``. NaN stays NaN."""
+    members = math.log(logits.shape[0])
+    if kind == "multiclass":
+        return torch.logsumexp(F.log_softmax(logits, dim=2), dim=0) - members
+    return torch.logsumexp(F.logsigmoid(logits), dim=0) - torch.logsumexp(
+        F.logsigmoid(-logits), dim=0
+    )
 
 
 def ensemble_targets(

@@ -106,7 +106,7 @@ def train_model(
     cfg = spec.fit
     seed_everything(cfg.seed)
     model = build_network(spec)
-    loss = MindLoss(spec.kind, spec.loss)
+    loss = MindLoss(spec.kind, spec.loss, spec.combine)
     logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
     evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
     result = fit_datasets(model, loss, train, val, evaluate, cfg)
