@@ -231,10 +231,6 @@ class TrackingHook(MlflowHook):
         tracking = self.mlflow_config.tracking
         base = tracking.experiment.name
         if len(tasks) == 1:
-            tracking.experiment.name = names.task_experiment(base, tasks[0])
-            # The one private call left: kedro-mlflow starts its run in the experiment this sets
-            # (it has no public way to change the experiment after its context is created).
-            self.mlflow_config._set_experiment()
             default_name = names.task_run_name(
                 names.pipeline_stages(pipeline, stages), tasks[0], params
             )
@@ -244,7 +240,18 @@ class TrackingHook(MlflowHook):
             default_name = names.task_run_name(names.pipeline_stages(pipeline, stages), None, {})
         tracking.run.name = tracking.run.name or default_name
         with store_lock(getattr(self, "_store", "")):
-            super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+            own_run = len(tasks) == 1 and tracking.run.id is None
+            if own_run:  # one task: its run is made in the task's experiment (public API only),
+                # and kedro-mlflow resumes it by the `tracking.run.id` of its configuration
+                tracking.run.id = self._create_task_run(base, tasks[0], tracking.run.name)
+                mlflow.set_experiment(experiment_id=self._experiments[tracking.run.id])
+            try:
+                super().before_pipeline_run(
+                    run_params=run_params, pipeline=pipeline, catalog=catalog
+                )
+            finally:
+                if own_run:
+                    tracking.run.id = None
 
         self._switching = sequential
         self._tasks = tasks
