@@ -50,23 +50,19 @@ class BootstrapConfig(BaseModel):
     level: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = Field(0, ge=0)
 
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
+
 
 SUBSETS: tuple[str, ...] = ("full", "paired")
 HEAD_ORDER: tuple[str, ...] = ("routed", "ehr", "cxr", "fused")
 
 
-@dataclass(frozen=True)
-class ScoreSettings:
+class ScoreSettings(BootstrapConfig):
     """Bootstrap and calibration settings of an evaluation."""
 
-    n_bootstrap: int = 1000
-    level: float = 0.95
-    seed: int = 0
-    ece_bins: int = 10
-
-    @property
-    def alpha(self) -> float:
-        return 1.0 - self.level
+    ece_bins: int = Field(10, ge=2)
 
 
 @dataclass

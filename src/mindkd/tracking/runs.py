@@ -114,7 +114,9 @@ def _get(tree: Mapping[str, Any], *keys: str) -> Any:
     return value
 
 
-def flatten_params(params: Mapping[str, Any], sep: str = ".", recursive: bool = True) -> dict[str, Any]:
+def flatten_params(
+    params: Mapping[str, Any], sep: str = ".", recursive: bool = True
+) -> dict[str, Any]:
     """Nested parameters as one level of ``<key><sep><sub key>`` (kedro-mlflow's ``flatten_dict_params``).
 
     >>> flatten_params({"distill": {"alpha": 0.5, "fit": {"seed": 0}}, "split": 1})

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from mindkd.evaluation import (
     CEILING,
-    ScoreSettings,
     comparison_table,
     ensemble_compression,
     model_compression,
@@ -389,7 +388,7 @@ def evaluate_test_predictions(
         _eval_samples(test_samples),
         definition.labels,
         definition.kind,
-        ScoreSettings(settings.n_bootstrap, settings.level, settings.seed, settings.ece_bins),
+        settings,
         models=model_order(test_predictions),
         reference=settings.reference,
     )

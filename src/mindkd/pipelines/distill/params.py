@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mindkd.evaluation.scoring import BootstrapConfig
+from mindkd.evaluation.scoring import ScoreSettings
 from mindkd.models.registry import list_fusions, with_ehr_channels
 from mindkd.models.spec import EhrInput, EncoderSpec, ImageNormaliser
 from mindkd.models.student import Routing
@@ -93,10 +93,9 @@ class LatencyParams(_Params):
     threads: int = Field(1, ge=1, description="torch CPU threads while timing (restored after)")
 
 
-class EvaluationParams(BootstrapConfig):
+class EvaluationParams(ScoreSettings):
     """Test-split evaluation: percentile bootstrap, calibration bins, latency, the reference model."""
 
-    ece_bins: int = Field(10, ge=2)
     latency: LatencyParams = Field(default_factory=LatencyParams)
     reference: Reference = Field("no_kd", description="model the paired differences are against")
 
