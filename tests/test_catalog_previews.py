@@ -49,6 +49,8 @@ AGGREGATES = frozenset(
         "{task}.distill.roc_pr_{head}",
         "{task}.distill.reliability_plot",
         "{task}.distill.comparison_plot",
+        "{task}.distill.subgroup_evaluation",  # per group: counts and scores, no id
+        "{task}.distill.subgroups_plot",
         "{task}.distill.training_curves_plot",
         "{task}.teacher_{member}.weights",
         "{task}.teacher_{member}.pretrained_weights",

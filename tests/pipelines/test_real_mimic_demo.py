@@ -163,6 +163,33 @@ def test_ihm_cohort_and_labels_from_the_raw_files(
     assert rules["hospital_expire_flag"]["positive"] == 9
 
 
+def test_patient_groups_from_the_raw_files(
+    real_run: ProjectRun, raw: dict[str, pd.DataFrame]
+) -> None:
+    """Sex, age band, race group and insurance of each ihm stay, derived again with pandas; every
+    real race value lands in a group and no stay is Unknown for sex or insurance."""
+    got = _parquet(real_run, "03_primary/ihm/subgroups.parquet").set_index("stay_id")
+    stays = _ihm_stays(raw).merge(raw["admissions"], on=["subject_id", "hadm_id"])
+    stays = stays.merge(raw["patients"], on="subject_id").set_index("stay_id")
+    assert sorted(got.index) == sorted(stays.index)
+    assert got["sex"].to_dict() == stays["gender"].map({"F": "Female", "M": "Male"}).to_dict()
+    assert got["insurance"].to_dict() == stays["insurance"].to_dict()
+    age = stays["anchor_age"] + stays["intime"].dt.year - stays["anchor_year"]
+    bands = pd.cut(
+        age, [18, 40, 60, 80, 200], right=False, labels=["18-39", "40-59", "60-79", "80+"]
+    )
+    assert got["age_band"].to_dict() == bands.astype(str).to_dict()
+    first = stays["race"].str.split(r"[ /]", regex=True).str[0]
+    expected = first.map(
+        {"WHITE": "White", "BLACK": "Black", "HISPANIC": "Hispanic/Latino", "ASIAN": "Asian"}
+    )
+    expected[stays["race"].isin(["UNKNOWN", "UNABLE TO OBTAIN", "PATIENT DECLINED TO ANSWER"])] = (
+        "Unknown"
+    )
+    assert got["race"].to_dict() == expected.fillna("Other").to_dict()
+    assert not got[["sex", "insurance", "age_band"]].isin(["Unknown"]).any().any()
+
+
 def test_pheno_labels_follow_the_icd_codes(
     real_run: ProjectRun, raw: dict[str, pd.DataFrame]
 ) -> None:

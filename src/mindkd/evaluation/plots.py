@@ -451,3 +451,60 @@ def _cell(indexed: pd.DataFrame, model: str, subset: str, column: str) -> float:
         return math.nan
     value = indexed.loc[(model, subset), column]
     return float(value) if pd.notna(value) else math.nan
+
+
+def subgroup_figure(
+    table: pd.DataFrame,
+    *,
+    metric: str = "auroc",
+    level: float = 0.95,
+    title: str = "",
+) -> Figure:
+    """``metric`` with its bootstrap interval per group of each attribute (one panel each), one
+    marker per model; a group without scores (too small, one class) is named with its status."""
+    attributes = list(dict.fromkeys(table["attribute"]))
+    models = list(dict.fromkeys(table["model"]))
+    columns = 2
+    rows = max(1, math.ceil(len(attributes) / columns))
+    fig = Figure(figsize=(11.0, 3.2 * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    step = 0.8 / max(len(models), 1)
+    for ax, attribute in zip(axes, attributes, strict=False):
+        part = table[table["attribute"] == attribute]
+        groups = list(dict.fromkeys(part["group"]))
+        for j, model in enumerate(models):
+            rows_m = part[part["model"] == model].set_index("group").reindex(groups)
+            y = np.arange(len(groups)) + (j - (len(models) - 1) / 2) * step
+            point = rows_m[metric].to_numpy(dtype=float)
+            low = rows_m[f"{metric}_low"].to_numpy(dtype=float)
+            high = rows_m[f"{metric}_high"].to_numpy(dtype=float)
+            shown = np.isfinite(point)
+            ax.errorbar(
+                point[shown],
+                y[shown],
+                xerr=np.abs(np.vstack([point - low, high - point])[:, shown]),
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                label=DISPLAY_NAME.get(model, model).replace("\n", " "),
+            )
+        sizes = part.drop_duplicates("group").set_index("group")
+        labels = []
+        for group in groups:
+            status = str(sizes.loc[group, "status"])
+            note = "" if status == "ok" else f" ({status})"
+            labels.append(f"{group}\nn={int(sizes.loc[group, 'n'])}{note}")
+        ax.set_yticks(np.arange(len(groups)), labels, fontsize="x-small")
+        if metric == "auroc":
+            ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set(xlim=(0, 1), xlabel=metric.upper(), title=attribute.replace("_", " "))
+        ax.invert_yaxis()
+    for ax in axes[len(attributes) :]:
+        ax.set_visible(False)
+    handles, names = _unique_legend(list(axes[: len(attributes)]))
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(handles), 6))
+    fig.suptitle(
+        f"{title} {metric.upper()} per patient group, routed prediction, test split, "
+        f"{level:.0%} bootstrap CI".strip()
+    )
+    return fig

@@ -115,21 +115,24 @@ def score_predictions(
     *,
     models: Sequence[str] | None = None,
     reference: str | None = None,
+    subsets: Sequence[str] | None = None,
+    heads: Sequence[str] = HEAD_ORDER,
 ) -> Scores:
-    """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head."""
+    """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head
+    (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored)."""
     models = list(models or dict.fromkeys(predictions["model"]))
     labelled = samples.set_index("key")
     rows: list[dict[str, object]] = []
     bins: list[pd.DataFrame] = []
     draws: dict[tuple[str, str, str, str], np.ndarray] = {}
     for subset, keys in subset_keys(samples).items():
-        if keys.empty:
+        if keys.empty or (subsets is not None and subset not in subsets):
             continue
         y = labelled.loc[keys, list(labels)].to_numpy(dtype=np.float64)
         indices = resample_indices(len(keys), settings.n_bootstrap, settings.seed)
         usable = int(defined_resamples(y, indices).sum())
         for model in models:
-            for head in HEAD_ORDER:
+            for head in heads:
                 logits = aligned_logits(predictions, model, head, keys)
                 if logits is None:
                     continue

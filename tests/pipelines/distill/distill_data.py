@@ -35,6 +35,7 @@ class DistillInputs:
     cache: LogitCache
     truth: pd.DataFrame
     cxr_only: pd.DataFrame
+    subgroups: pd.DataFrame
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -87,7 +88,16 @@ def make_inputs(seed: int = 0) -> DistillInputs:
             "p_death_cxr_only": np.where(y == 1, 0.6, 0.4),
         }
     )
-    return DistillInputs(cohort, timeseries, pairs, image_store, cache, truth, cxr_only)
+    subgroups = pd.DataFrame(
+        {
+            "stay_id": stay_id,
+            "sex": np.where(np.arange(n) % 2 == 0, "Female", "Male"),
+            "age_band": np.where(np.arange(n) % 10 == 0, "18-39", "60-79"),  # 18-39: 2 test stays
+            "race": "White",
+            "insurance": np.where(np.arange(n) % 3 == 0, "Medicaid", "Medicare"),
+        }
+    )
+    return DistillInputs(cohort, timeseries, pairs, image_store, cache, truth, cxr_only, subgroups)
 
 
 def make_cache(cohort: pd.DataFrame, pairs: pd.DataFrame, rng: np.random.Generator) -> LogitCache:
@@ -157,7 +167,12 @@ def params_dict(**overrides: Any) -> dict[str, Any]:
             "progress": False,
             "seed": 0,
         },
-        "evaluation": {"n_bootstrap": 1000, "seed": 0, "latency": {"samples": 50, "warmup": 1}},
+        "evaluation": {
+            "n_bootstrap": 1000,
+            "seed": 0,
+            "latency": {"samples": 50, "warmup": 1},
+            "subgroup_min_size": 5,
+        },
     }
     values.update(overrides)
     return values

@@ -50,6 +50,7 @@ def _catalog(
         "ihm.cohort": inputs.cohort,
         "ihm.pairs": inputs.pairs,
         "ihm.cxr_only": inputs.cxr_only,
+        "ihm.subgroups": inputs.subgroups,
         "demo_truth_stays": inputs.truth,
     }
     return DataCatalog(
@@ -99,7 +100,7 @@ def test_pipeline_reads_prepared_data_and_the_cache_only() -> None:
         *(
             f"{t}.{n}"
             for t in ("ihm", "pheno")
-            for n in ("cohort", "timeseries", "pairs", "cxr_only")
+            for n in ("cohort", "timeseries", "pairs", "cxr_only", "subgroups")
         ),
         "ihm.teacher_logits",
         "pheno.teacher_logits",
@@ -143,7 +144,38 @@ def test_comparison_table_has_one_row_per_model_and_subset_with_intervals(run) -
     assert np.isnan(zero["auroc_ehr"]) and np.isfinite(zero["auroc_fused"])
     markdown = catalog.load("ihm.distill.comparison_markdown")
     assert markdown == catalog.load("ihm.distill.comparison_report")
-    assert markdown.count("\n| ") == 1 + len(table)  # header + one line per row
+    comparison, groups = markdown.split("## AUROC per patient group")
+    assert comparison.count("\n| ") == 1 + len(table)  # header + one line per row
+    assert "**age band**" in groups and "| 18-39 | 2 |" in groups and "too small" in groups
+
+
+def test_subgroups_are_scored_or_reported_with_their_size(run) -> None:
+    """Every group of every attribute is reported for every model; the 3-stay group is not
+    scored (under evaluation.subgroup_min_size) but listed, and MLflow gets each scored group."""
+    inputs, catalog = run
+    table = catalog.load("ihm.distill.subgroup_evaluation")
+    models = ["mind", "no_kd", "zero_filled", "medfuse", "teachers", "bayes_ceiling"]
+    test = inputs.cohort["split"] == "test"
+    groups = inputs.subgroups[test.to_numpy()]
+    for attribute in ("sex", "age_band", "race", "insurance"):
+        part = table[table["attribute"] == attribute]
+        counts = groups[attribute].value_counts()
+        assert set(part["group"]) == set(counts.index)
+        for group, n in counts.items():
+            rows = part[part["group"] == group]
+            assert rows["model"].tolist() == models and (rows["n"] == n).all()
+    small = table[table["group"] == "18-39"]
+    assert (small["status"] == "too small (< 5 stays)").all() and small["auroc"].isna().all()
+    scored = table[table["status"] == "ok"]
+    assert len(scored) == len(table) - len(small)
+    assert (
+        scored["auroc_low"].le(scored["auroc"]).all()
+        and scored["auroc"].le(scored["auroc_high"]).all()
+    )
+    metrics = catalog.load("ihm.distill.metrics")
+    assert "mind.subgroup.sex.Female.auroc" in metrics
+    assert "mind.subgroup.age_band.18-39.n" in metrics
+    assert "mind.subgroup.age_band.18-39.auroc" not in metrics
 
 
 def test_predictions_cover_every_test_stay_per_head(run) -> None:

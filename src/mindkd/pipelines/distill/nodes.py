@@ -37,8 +37,10 @@ from mindkd.evaluation import (
     to_markdown,
     truth_predictions,
 )
-from mindkd.evaluation.plots import comparison_figure, training_curves_figure
+from mindkd.evaluation.plots import comparison_figure, subgroup_figure, training_curves_figure
 from mindkd.evaluation.scoring import Scores
+from mindkd.evaluation.subgroups import SCORES as SUBGROUP_SCORES
+from mindkd.evaluation.subgroups import metric_key, score_subgroups, subgroup_markdown
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache, logit_columns
 from mindkd.models.spec import EhrInput, ImageNormaliser
@@ -405,9 +407,13 @@ def tabulate_comparison(
 
 
 def render_comparison(
-    comparison: pd.DataFrame, params: DistillParams, task: TaskParams
+    comparison: pd.DataFrame,
+    subgroup_evaluation: pd.DataFrame,
+    params: DistillParams,
+    task: TaskParams,
 ) -> tuple[str, str]:
-    """The comparison table as markdown (for the versioned report and the MLflow artifact)."""
+    """The comparison table and the per-group AUROC as markdown (for the versioned report and the
+    MLflow artifact)."""
     settings = params.evaluation
     notes = [
         f"Test split; `full` = every test stay, `paired` = test stays with an X-ray. Routed "
@@ -421,6 +427,12 @@ def render_comparison(
         f"combine {params.combine}, fused target {params.fused_target}, data {params.data}.",
     ]
     text = to_markdown(comparison, f"{task.name}: MIND vs baselines", settings.reference, notes)
+    groups = subgroup_markdown(subgroup_evaluation)
+    note = (
+        f"Groups under {settings.subgroup_min_size} test stays are not scored; a group with one "
+        "label value has no AUROC. Same bootstrap settings as above, within each group."
+    )
+    text = f"{text.rstrip()}\n\n{groups}\n{note}\n"
     return text, text
 
 
@@ -466,10 +478,43 @@ def plot_training_curves(task: TaskParams, **histories: History) -> Figure:
     return training_curves_figure(histories, columns=4, title=f"{task.name} students:")
 
 
+def evaluate_subgroups(
+    test_predictions: pd.DataFrame,
+    test_samples: pd.DataFrame,
+    subgroups: pd.DataFrame,
+    params: DistillParams,
+    task: TaskParams,
+) -> pd.DataFrame:
+    """AUROC / AUPRC with intervals of every model's routed prediction per sex, age band, race and
+    insurance group; groups under ``evaluation.subgroup_min_size`` stays reported unscored."""
+    definition = task.definition
+    return score_subgroups(
+        test_predictions.rename(columns={"stay_id": "key"}),
+        _eval_samples(test_samples),
+        subgroups,
+        definition.labels,
+        kind=definition.kind,
+        settings=params.evaluation,
+        models=model_order(test_predictions),
+        min_size=params.evaluation.subgroup_min_size,
+    )
+
+
+def plot_subgroups(
+    subgroup_evaluation: pd.DataFrame, params: DistillParams, task: TaskParams
+) -> Figure:
+    """AUROC per patient group of every model, with the bootstrap intervals."""
+    return subgroup_figure(subgroup_evaluation, level=params.evaluation.level, title=task.name)
+
+
 def track_evaluation_metrics(
-    evaluation: pd.DataFrame, differences: pd.DataFrame, comparison: pd.DataFrame
+    evaluation: pd.DataFrame,
+    differences: pd.DataFrame,
+    comparison: pd.DataFrame,
+    subgroup_evaluation: pd.DataFrame,
 ) -> dict[str, dict[str, float]]:
-    """MLflow metrics ``<model>.<subset>.<head>.<metric>[_low|_high]``, deltas and cost."""
+    """MLflow metrics ``<model>.<subset>.<head>.<metric>[_low|_high]``, deltas and cost, and
+    ``<model>.subgroup.<attribute>.<group>.<metric>[_low|_high]`` plus the group's ``n``."""
     metrics: dict[str, dict[str, float]] = {}
     values = [c for c in TRACKED if c in evaluation.columns]
     for _, row in evaluation.iterrows():
@@ -482,6 +527,10 @@ def track_evaluation_metrics(
     for _, row in comparison.drop_duplicates("model").iterrows():
         for column in ("parameters", "state_dict_mb", "latency_p50_ms", "latency_p95_ms"):
             _put(metrics, f"{row['model']}.{column}", row[column])
+    for _, row in subgroup_evaluation.iterrows():
+        name = f"{row['model']}.subgroup.{row['attribute']}.{metric_key(row['group'])}"
+        for column in ("n", *SUBGROUP_SCORES):
+            _put(metrics, f"{name}.{column}", row[column])
     return metrics
 
 

@@ -98,6 +98,9 @@ class EvaluationParams(ScoreSettings):
 
     latency: LatencyParams = Field(default_factory=LatencyParams)
     reference: Reference = Field("no_kd", description="model the paired differences are against")
+    subgroup_min_size: int = Field(
+        20, ge=1, description="patient groups with fewer test stays are reported unscored"
+    )
 
 
 class DistillParams(MindLossConfig):

@@ -21,7 +21,7 @@ from mindkd.training.spec import VARIANTS
 from . import nodes
 
 SHARED = {"cxr_image_store", "demo_truth_stays"}
-TASK_INPUTS = {"cohort", "timeseries", "pairs", "cxr_only", "teacher_logits"}
+TASK_INPUTS = {"cohort", "timeseries", "pairs", "cxr_only", "subgroups", "teacher_logits"}
 PARAMETERS = {"params:distill", "params:task"}
 CHAIN_INPUTS = {
     "teacher_sizes",
@@ -189,7 +189,7 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
             ),
             Node(
                 nodes.render_comparison,
-                ["comparison_table", "params:distill", "params:task"],
+                ["comparison_table", "subgroup_evaluation", "params:distill", "params:task"],
                 ["comparison_markdown", "comparison_report"],
                 name="render_comparison",
             ),
@@ -212,8 +212,20 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
                 name="plot_comparison",
             ),
             Node(
+                nodes.evaluate_subgroups,
+                ["predictions", "test_samples", "subgroups", "params:distill", "params:task"],
+                "subgroup_evaluation",
+                name="evaluate_subgroups",
+            ),
+            Node(
+                nodes.plot_subgroups,
+                ["subgroup_evaluation", "params:distill", "params:task"],
+                "subgroups_plot",
+                name="plot_subgroups",
+            ),
+            Node(
                 nodes.track_evaluation_metrics,
-                ["evaluation", "differences", "comparison_table"],
+                ["evaluation", "differences", "comparison_table", "subgroup_evaluation"],
                 "metrics",
                 name="track_evaluation_metrics",
             ),

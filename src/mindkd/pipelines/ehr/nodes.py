@@ -6,6 +6,7 @@ so no node holds chartevents in memory.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,13 @@ import pandas as pd
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.event_parts import EventParts
 from mindkd.io.raw import MimicEventReader
-from mindkd.processing import cohort, events, ingest, normalise, splits, timeseries
+from mindkd.processing import cohort, events, ingest, normalise, splits, subgroups, timeseries
 from mindkd.processing.ingest import EventStream
 from mindkd.tasks import CohortInputs, TaskParams
 
 from .params import EhrParams, SplitParams
+
+logger = logging.getLogger(__name__)
 
 
 def ingest_events(
@@ -156,3 +159,13 @@ def apply_normaliser(
     return normalise.apply_normaliser(
         raw_series, fitted, encoding=ehr.categorical, scratch_dir=ehr.scratch_dir
     )
+
+
+def describe_subgroups(
+    cohort_table: pd.DataFrame, patients: pd.DataFrame, admissions: pd.DataFrame
+) -> pd.DataFrame:
+    """Sex, age band, race group and insurance of every cohort stay (the fairness analysis)."""
+    table = subgroups.stay_subgroups(cohort_table, patients, admissions)
+    for attribute in subgroups.ATTRIBUTES:
+        logger.info("%s: %s", attribute, table[attribute].value_counts().to_dict())
+    return table

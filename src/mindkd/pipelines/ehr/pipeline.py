@@ -78,6 +78,12 @@ def _task() -> Pipeline:
             ),
             Node(nodes.select_train_stays, "cohort", "train_stays", name="select_train_stays"),
             Node(
+                nodes.describe_subgroups,
+                ["cohort", "patients", "admissions"],
+                "subgroups",
+                name="describe_subgroups",
+            ),
+            Node(
                 nodes.fit_normaliser,
                 ["timeseries_raw", "train_stays"],
                 "normaliser",
