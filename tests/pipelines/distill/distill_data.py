@@ -39,7 +39,7 @@ class DistillInputs:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        """The input digest distill computes now (``fingerprint_distill_inputs``)."""
+        """The input digest distill computes now (node ``fingerprint_distill_inputs``)."""
         return fingerprint_inputs(
             self.cohort, self.timeseries, self.pairs, self.cxr_only, self.image_store
         )

@@ -14,7 +14,7 @@ from mindkd.pipelines.distill import nodes
 from mindkd.training import students as glue
 from mindkd.training.data import collate_multimodal
 from mindkd.training.losses import MindLoss
-from mindkd.training.samples import SampleError
+from mindkd.training.samples import SampleError, fingerprint_inputs
 from mindkd.training.spec import ModelSpec, StudentTooLargeError
 from mindkd.training.targets import targets_for
 from synthetic_stores import widen_to_one_hot
@@ -347,9 +347,7 @@ def test_a_cache_of_other_inputs_is_refused(inputs: DistillInputs) -> None:
     samples = nodes.assemble_distill_samples(
         cohort, pairs, inputs.timeseries, inputs.image_store, task_params()
     )
-    now = nodes.fingerprint_distill_inputs(
-        cohort, inputs.timeseries, pairs, inputs.cxr_only, inputs.image_store
-    )
+    now = fingerprint_inputs(cohort, inputs.timeseries, pairs, inputs.cxr_only, inputs.image_store)
     with pytest.raises(
         SampleError,
         match=r"its teachers saw other inputs: cohort \(96 rows then, 96 now\), pairs .*; "

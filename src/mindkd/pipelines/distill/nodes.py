@@ -100,18 +100,6 @@ def fit_image_normaliser(train_samples: pd.DataFrame, image_store: ArrayStore) -
 
 
 # ------------------------------------------------------------------------------------- teachers
-def fingerprint_distill_inputs(
-    cohort: pd.DataFrame,
-    timeseries: ArrayStore,
-    pairs: pd.DataFrame,
-    cxr_only: pd.DataFrame,
-    image_store: ArrayStore,
-) -> dict[str, Any]:
-    """Digests of the keys, splits and store shapes distill reads now, to match the logit cache's
-    (the teachers stage records the same digest of what its members saw)."""
-    return sampling.fingerprint_inputs(cohort, timeseries, pairs, cxr_only, image_store)
-
-
 def read_teacher_targets(
     teacher_logits: LogitCache,
     samples: pd.DataFrame,

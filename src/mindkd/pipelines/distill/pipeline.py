@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from kedro.pipeline import Node, Pipeline
 
 from mindkd.tasks import TASKS, TEACHER_MEMBERS
+from mindkd.training.samples import fingerprint_inputs
 from mindkd.training.spec import VARIANTS
 
 from . import nodes
@@ -64,7 +65,7 @@ def _samples_and_targets(members: Mapping[str, Sequence[str]]) -> Pipeline:
                 name="fit_image_normaliser",
             ),
             Node(
-                nodes.fingerprint_distill_inputs,
+                fingerprint_inputs,  # the digest the teachers recorded, of the data now
                 ["cohort", "timeseries", "pairs", "cxr_only", "cxr_image_store"],
                 "input_fingerprint",
                 name="fingerprint_distill_inputs",

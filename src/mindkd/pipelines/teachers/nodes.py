@@ -3,7 +3,8 @@
 Per member (namespace ``<task>.teacher_<slot>``): ``train_ehr_teacher`` or ``pretrain_cxr_teacher`` +
 ``finetune_cxr_teacher`` -> weights and history; ``track_training_curves`` -> MLflow curves;
 ``predict_ehr_logits`` / ``predict_cxr_logits`` -> the member's logits for every key it can see.
-Per task: ``fingerprint_teacher_inputs``, ``assemble_logit_cache`` (all members, keyed by slot name),
+Per task: ``fingerprint_teacher_inputs`` (``training.samples.fingerprint_inputs``),
+``assemble_logit_cache`` (all members, keyed by slot name),
 ``evaluate_teachers`` -> report, ``tabulate_teacher_report`` and ``track_teacher_metrics``;
 ``plot_teacher_training_curves`` -> one figure of every member's curves.
 """
@@ -182,17 +183,6 @@ def predict_cxr_logits(
         logits=glue.predict_member(model, dataset, cache.batch_size, cache.device),
         provenance=glue.member_provenance(model, member, state_dict_sha256(weights)),
     )
-
-
-def fingerprint_teacher_inputs(
-    cohort: pd.DataFrame,
-    timeseries: ArrayStore,
-    pairs: pd.DataFrame,
-    cxr_only: pd.DataFrame,
-    image_store: ArrayStore,
-) -> dict[str, Any]:
-    """Digests of the keys, splits and store shapes the teachers saw (the cache's data fingerprint)."""
-    return sampling.fingerprint_inputs(cohort, timeseries, pairs, cxr_only, image_store)
 
 
 def assemble_logit_cache(

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from kedro.pipeline import Node, Pipeline
 
 from mindkd.tasks import TASKS, TEACHER_MEMBERS
+from mindkd.training.samples import fingerprint_inputs
 
 from . import nodes
 
@@ -125,7 +126,7 @@ def _task(members: Mapping[str, Sequence[str]]) -> Pipeline:
     task_nodes = Pipeline(
         [
             Node(
-                nodes.fingerprint_teacher_inputs,
+                fingerprint_inputs,
                 ["cohort", "timeseries", "pairs", "cxr_only", "cxr_image_store"],
                 "teacher_input_fingerprint",
                 name="fingerprint_teacher_inputs",
