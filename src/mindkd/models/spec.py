@@ -46,7 +46,10 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_settings(name: str, settings: dict[str, Any]) -> None:
+def _check_encoder(name: str, settings: dict[str, Any]) -> None:
+    """``name`` is a registered encoder and ``settings`` are keywords it takes."""
+    if name not in list_encoders():
+        raise RegistryError(f"unknown encoder {name!r}; registered: {', '.join(list_encoders())}")
     unknown = sorted(set(settings) - set(encoder_settings(name)))
     if unknown:
         raise RegistryError(
@@ -62,11 +65,7 @@ class EncoderSpec(_Spec):
 
     @model_validator(mode="after")
     def _known(self) -> EncoderSpec:
-        if self.name not in list_encoders():
-            raise RegistryError(
-                f"unknown encoder {self.name!r}; registered: {', '.join(list_encoders())}"
-            )
-        _check_settings(self.name, self.settings)
+        _check_encoder(self.name, self.settings)
         return self
 
     def check_modality(self, modality: Modality, key: str) -> None:
@@ -86,11 +85,7 @@ class MemberSpec(_Spec):
 
     @model_validator(mode="after")
     def _known_encoder(self) -> MemberSpec:
-        if self.encoder not in list_encoders():
-            raise ValueError(
-                f"unknown encoder {self.encoder!r}; registered: {', '.join(list_encoders())}"
-            )
-        _check_settings(self.encoder, self.settings)
+        _check_encoder(self.encoder, self.settings)
         return self
 
 
