@@ -64,6 +64,9 @@ def test_small_and_one_class_groups_are_reported_not_dropped() -> None:
     assert (small["status"] == "too small (< 10 stays)").all() and small["auroc"].isna().all()
     one_class = table[table["attribute"] == "insurance"]
     assert set(one_class["status"]) == {"one class"} and len(one_class) == 4
+    assert one_class["auroc"].isna().all() and one_class["auroc_skipped"].isna().all()
+    scored = table[table["status"] == "ok"]
+    assert (scored["auroc_skipped"] >= 0).all()  # skipped resamples counted, not logged
     assert list(dict.fromkeys(table["attribute"])) == ["sex", "age_band", "race", "insurance"]
 
 

@@ -117,9 +117,12 @@ def score_predictions(
     reference: str | None = None,
     subsets: Sequence[str] | None = None,
     heads: Sequence[str] = HEAD_ORDER,
+    warn: bool = True,
 ) -> Scores:
     """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head
-    (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored)."""
+    (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored). Skipped
+    bootstrap resamples are in the table (``<metric>_skipped``), and also logged unless ``warn`` is
+    False."""
     models = list(models or dict.fromkeys(predictions["model"]))
     labelled = samples.set_index("key")
     rows: list[dict[str, object]] = []
@@ -137,7 +140,7 @@ def score_predictions(
                 if logits is None:
                     continue
                 row, values, reliability = _score_one(
-                    y, logits, kind, indices, settings=settings, usable=usable
+                    y, logits, kind, indices, settings=settings, usable=usable, warn=warn
                 )
                 rows.append({"model": model, "subset": subset, "head": head, **row})
                 draws.update({(model, subset, head, m): v for m, v in values.items()})
@@ -160,6 +163,7 @@ def _score_one(
     *,
     settings: ScoreSettings,
     usable: int,
+    warn: bool = True,
 ) -> tuple[dict[str, object], dict[str, np.ndarray], pd.DataFrame]:
     """The row of one (model, subset, head), its usable bootstrap draws and its reliability bins.
 
@@ -171,7 +175,7 @@ def _score_one(
     row: dict[str, object] = {"n": len(y), "positives": float(np.nansum(y))}
     values: dict[str, np.ndarray] = {}
     for name, fn in METRICS.items():
-        result = bootstrap(fn, y, scores, alpha=settings.alpha, indices=indices)
+        result = bootstrap(fn, y, scores, alpha=settings.alpha, indices=indices, warn=warn)
         row |= {
             name: result.point,
             f"{name}_low": result.low,

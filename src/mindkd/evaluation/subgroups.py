@@ -32,7 +32,10 @@ def metric_key(group: object) -> str:
 
 
 SCORES: tuple[str, ...] = ("auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high")
-COLUMNS: tuple[str, ...] = ("model", "attribute", "group", "n", "positives", *SCORES, "status")
+SKIPPED: tuple[str, ...] = ("auroc_skipped", "auprc_skipped")
+COLUMNS: tuple[str, ...] = (
+    "model", "attribute", "group", "n", "positives", *SCORES, *SKIPPED, "status"
+)  # fmt: skip
 
 
 def score_subgroups(
@@ -64,15 +67,18 @@ def score_subgroups(
     routed = predictions[predictions["head"] == "routed"]
     rows: list[dict[str, object]] = []
     for attribute in attributes:
-        values = groups.loc[samples["key"], attribute].to_numpy()
-        for group in sorted(set(values)):
-            members = samples.loc[values == group]
+        in_group = groups.loc[samples["key"], attribute].to_numpy()
+        for group in sorted(set(in_group)):
+            members = samples.loc[in_group == group]
             y = members[list(labels)].to_numpy(dtype=np.float64)
             base = {"attribute": attribute, "group": group, "n": len(members)}
             base["positives"] = float(np.nansum(y))
             if len(members) < min_size:
                 status = f"too small (< {min_size} stays)"
                 rows += [{"model": m, **base, "status": status} for m in models]
+                continue
+            if not _both_classes(y, kind):
+                rows += [{"model": m, **base, "status": "one class"} for m in models]
                 continue
             scored = score_predictions(
                 routed,
@@ -83,13 +89,22 @@ def score_subgroups(
                 models=models,
                 subsets=("full",),
                 heads=("routed",),
+                warn=False,  # the skipped resamples are columns of the table
             ).table
             for _, row in scored.iterrows():
-                status = "ok" if np.isfinite(row["auroc"]) else "one class"
-                rows.append(
-                    {"model": row["model"], **base, **{c: row[c] for c in SCORES}, "status": status}
-                )
+                scores = {c: row[c] for c in (*SCORES, *SKIPPED)}
+                rows.append({"model": row["model"], **base, **scores, "status": "ok"})
     return pd.DataFrame(rows, columns=list(COLUMNS))  # attributes, then groups, then models
+
+
+def _both_classes(y: np.ndarray, kind: TaskKind) -> bool:
+    """Whether some label has both classes among the group's stays (AUROC defined)."""
+    if kind == "multiclass":
+        rows = y[np.isfinite(y).all(axis=1)]
+        return len(rows) > 0 and len(np.unique(rows.argmax(axis=1))) > 1
+    positive = (np.nan_to_num(y, nan=0.0) == 1).any(axis=0)
+    negative = (np.nan_to_num(y, nan=1.0) == 0).any(axis=0)
+    return bool((positive & negative).any())
 
 
 def subgroup_markdown(table: pd.DataFrame, metric: str = "auroc") -> str:

@@ -292,6 +292,7 @@ def bootstrap(
     seed: int = 0,
     alpha: float = 0.05,
     indices: np.ndarray | None = None,
+    warn: bool = True,
 ) -> BootstrapResult:
     """Percentile bootstrap of ``metric_fn(y, p)`` over samples (rows), seeded and reproducible.
 
@@ -300,6 +301,8 @@ def bootstrap(
     counts; any other metric is called once per resample. A resample on which the metric is undefined
     (NaN, or a ``ValueError`` such as scikit-learn's "only one class present") is skipped and counted.
     The interval is the (α/2, 1 − α/2) percentiles of the usable resamples (NaN if there are none).
+    Skipped resamples are logged as a warning unless ``warn`` is False (the caller reports
+    ``n_skipped`` itself).
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -323,7 +326,7 @@ def bootstrap(
         values = np.array([_safe_metric(metric_fn, y[idx], p[idx]) for idx in indices])
     usable = values[np.isfinite(values)]
     n_skipped = int(values.shape[0] - usable.shape[0])
-    if n_skipped:
+    if n_skipped and warn:
         logger.warning(
             "bootstrap: %d of %d resamples left the metric undefined (one class drawn) and were "
             "skipped",
