@@ -4,12 +4,14 @@ Inputs are two tables:
 
 * **predictions**, long: ``model``, ``key``, ``head`` and ``logit_0 .. logit_{K-1}``; one row per
   sample a head applies to (``routed`` is the prediction a model serves);
-* **samples**: ``key``, ``kind`` (``paired`` / ``ehr_only`` / ...) and the label columns.
+* **samples**: ``key``, ``kind`` (``paired`` / ``ehr_only`` / ...), the label columns and, for the
+  resamples by subject, ``subject_id``.
 
 A head is scored on a subset (``full``: every test sample; ``paired``: the samples with both
 modalities) only when it covers every sample of the subset, so all numbers of one subset are
 computed on the same samples. Every model of one subset is scored on the *same* bootstrap resamples
-(``resample_indices(n, n_bootstrap, seed)``), so differences between models get paired intervals.
+(``subject_resamples``: by subject, so a subject's stays move together), so differences between
+models get paired intervals.
 AUROC / AUPRC are macro averages over labels for multilabel tasks (``mindkd.training.metrics``).
 """
 
@@ -26,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindkd.models.batch import TaskKind
 from mindkd.training.metrics import (
+    Resamples,
     auprc,
     auroc,
     bootstrap,
     expected_calibration_error,
     reliability_table,
-    resample_indices,
 )
 
 from .calibration import calibration_inputs, probabilities
@@ -132,15 +134,15 @@ def score_predictions(
         if keys.empty or (subsets is not None and subset not in subsets):
             continue
         y = labelled.loc[keys, list(labels)].to_numpy(dtype=np.float64)
-        indices = resample_indices(len(keys), settings.n_bootstrap, settings.seed)
-        usable = int(defined_resamples(y, indices).sum())
+        resamples = subject_resamples(labelled.loc[keys], settings)
+        usable = int(defined_resamples(y, resamples).sum())
         for model in models:
             for head in heads:
                 logits = aligned_logits(predictions, model, head, keys)
                 if logits is None:
                     continue
                 row, values, reliability = _score_one(
-                    y, logits, kind, indices, settings=settings, usable=usable, warn=warn
+                    y, logits, kind, resamples, settings=settings, usable=usable, warn=warn
                 )
                 rows.append({"model": model, "subset": subset, "head": head, **row})
                 draws.update({(model, subset, head, m): v for m, v in values.items()})
@@ -159,7 +161,7 @@ def _score_one(
     y: np.ndarray,
     logits: np.ndarray,
     kind: TaskKind,
-    indices: np.ndarray,
+    resamples: Resamples,
     *,
     settings: ScoreSettings,
     usable: int,
@@ -175,7 +177,7 @@ def _score_one(
     row: dict[str, object] = {"n": len(y), "positives": float(np.nansum(y))}
     values: dict[str, np.ndarray] = {}
     for name, fn in METRICS.items():
-        result = bootstrap(fn, y, scores, alpha=settings.alpha, indices=indices, warn=warn)
+        result = bootstrap(fn, y, scores, alpha=settings.alpha, resamples=resamples, warn=warn)
         row |= {
             name: result.point,
             f"{name}_low": result.low,
@@ -186,19 +188,25 @@ def _score_one(
             values[name] = result.values
     y_cal, p_cal = calibration_inputs(y, probs, kind)
     row["ece"] = expected_calibration_error(y_cal, p_cal, settings.ece_bins)
-    row["n_bootstrap"] = int(indices.shape[0])
+    row["n_bootstrap"] = resamples.n_resamples
     return row, values, reliability_table(y_cal, p_cal, settings.ece_bins)
 
 
-def defined_resamples(y: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def subject_resamples(samples: pd.DataFrame, settings: BootstrapConfig) -> Resamples:
+    """The bootstrap resamples of ``samples``: by subject when they carry ``subject_id`` (a
+    subject's stays are not independent, so they are drawn together), else by row."""
+    if "subject_id" in samples.columns:
+        return Resamples.of_groups(samples["subject_id"], settings.n_bootstrap, settings.seed)
+    return Resamples.of_rows(len(samples), settings.n_bootstrap, settings.seed)
+
+
+def defined_resamples(y: np.ndarray, resamples: Resamples) -> np.ndarray:
     """``(R,)`` bool: the resamples on which some label has both classes (AUROC / AUPRC defined).
 
     Depends on the labels only, so it is the same for every model scored on these resamples.
     """
     y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    n = y2.shape[0]
-    counts = np.zeros((indices.shape[0], n))
-    np.add.at(counts, (np.arange(indices.shape[0])[:, None], indices), 1.0)  # (R, n) draws
+    counts = resamples.weights()  # (R, n) draws
     positives = counts @ (y2 == 1.0)  # (R, K)
     negatives = counts @ (y2 == 0.0)
     return ((positives > 0) & (negatives > 0)).any(axis=1)

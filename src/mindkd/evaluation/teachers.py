@@ -20,7 +20,7 @@ from mindkd.io.logit_cache import LogitCache
 from mindkd.models.batch import TaskKind
 from mindkd.training.fit import scores_for_metrics
 from mindkd.training.losses import EnsembleCombine, ensemble_targets
-from mindkd.training.metrics import auprc, auroc, bootstrap, resample_indices
+from mindkd.training.metrics import Resamples, auprc, auroc, bootstrap
 from mindkd.training.samples import label_matrix, split_rows
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ def score_split(
     logits[ensemble_name(modality)] = ensemble_targets(
         np.stack([logits[m] for m in members]), combine=combine, kind=kind
     )
-    indices = resample_indices(len(table), n_bootstrap, seed)
+    if "subject_id" in table.columns:  # a subject's stays (or images) are drawn together
+        resamples = Resamples.of_groups(table["subject_id"], n_bootstrap, seed)
+    else:
+        resamples = Resamples.of_rows(len(table), n_bootstrap, seed)
     rows: list[dict[str, Any]] = []
     draws: dict[tuple[str, str], np.ndarray] = {}
     for model, z in logits.items():
@@ -69,7 +72,7 @@ def score_split(
         }
         scores = scores_for_metrics(z, kind)  # softmax for multiclass, logits otherwise
         for name, fn in METRICS.items():
-            result = bootstrap(fn, y, scores, alpha=1.0 - level, indices=indices)
+            result = bootstrap(fn, y, scores, alpha=1.0 - level, resamples=resamples)
             row |= {name: result.point, f"{name}_low": result.low, f"{name}_high": result.high}
             if result.n_skipped == 0:
                 draws[(model, name)] = result.values

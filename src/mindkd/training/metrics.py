@@ -251,6 +251,59 @@ def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_resamples, n))
 
 
+@dataclass(frozen=True)
+class Resamples:
+    """Bootstrap resamples of ``n`` rows, drawn by *group* (cluster bootstrap).
+
+    ``draws``: ``(R, G)`` group indices drawn with replacement per resample; ``groups``: ``(n,)``
+    the group of each row, in ``[0, G)``. A resample holds every row of each drawn group, as often
+    as the group was drawn, so rows of one group (the stays of one subject) always move together.
+    With one row per group it is the ordinary row bootstrap, identical draw for draw to
+    ``resample_indices(n, R, seed)`` with the same seed.
+
+    >>> r = Resamples.of_groups(["s1", "s1", "s2"], n_resamples=4, seed=0)
+    >>> w = r.weights()
+    >>> bool((w[:, 0] == w[:, 1]).all()), w.shape
+    (True, (4, 3))
+    """
+
+    draws: np.ndarray
+    groups: np.ndarray
+
+    @classmethod
+    def of_rows(cls, n: int, n_resamples: int, seed: int) -> Resamples:
+        """The ordinary bootstrap over rows (``resample_indices``)."""
+        return cls(resample_indices(n, n_resamples, seed), np.arange(n))
+
+    @classmethod
+    def of_groups(cls, keys: object, n_resamples: int, seed: int) -> Resamples:
+        """Resample the groups named by ``keys`` (one per row; e.g. subject ids), seeded."""
+        codes, uniques = pd.factorize(pd.Series(np.asarray(keys)), sort=False)
+        if (codes < 0).any():
+            raise ValueError("every row needs a group key (found a missing one)")
+        rng = np.random.default_rng(seed)
+        g = len(uniques)
+        return cls(rng.integers(0, g, size=(n_resamples, g)), codes.astype(np.int64))
+
+    @property
+    def n_resamples(self) -> int:
+        return int(self.draws.shape[0])
+
+    @property
+    def n(self) -> int:
+        return int(self.groups.shape[0])
+
+    def weights(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``(r, n)`` float64: how often each row is in resamples ``start:stop``."""
+        draws = self.draws[start:stop]
+        g = int(self.groups.max()) + 1 if self.n else 0
+        return _draw_counts(draws, g)[:, self.groups]
+
+    def rows(self, r: int) -> np.ndarray:
+        """The row indices of resample ``r`` (each row as often as it was drawn)."""
+        return np.repeat(np.arange(self.n), self.weights(r, r + 1)[0].astype(np.int64))
+
+
 def _draw_counts(indices: np.ndarray, n: int) -> np.ndarray:
     """How often each sample was drawn, per resample: ``(R, n)`` float64 weights."""
     r = indices.shape[0]
@@ -258,14 +311,14 @@ def _draw_counts(indices: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=r * n).reshape(r, n).astype(np.float64)
 
 
-def _vectorised_macro(fn: _Weighted) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    def batched(y: np.ndarray, scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def _vectorised_macro(fn: _Weighted) -> Callable[[np.ndarray, np.ndarray, Resamples], np.ndarray]:
+    def batched(y: np.ndarray, scores: np.ndarray, resamples: Resamples) -> np.ndarray:
         y2, s2 = as_label_matrix(y, scores)
         n = y2.shape[0]
         step = max(1, _CHUNK_ELEMENTS // max(n, 1))
-        out = np.empty(indices.shape[0])
-        for start in range(0, indices.shape[0], step):
-            w = _draw_counts(indices[start : start + step], n)
+        out = np.empty(resamples.n_resamples)
+        for start in range(0, resamples.n_resamples, step):
+            w = resamples.weights(start, start + step)
             per_label = _labelwise_weighted(fn, y2, s2, w)  # (r, K)
             with warnings.catch_warnings():  # all-NaN rows ("mean of empty slice") become NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -276,7 +329,7 @@ def _vectorised_macro(fn: _Weighted) -> Callable[[np.ndarray, np.ndarray, np.nda
 
 
 _VECTORISED: dict[
-    Callable[..., float], Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    Callable[..., float], Callable[[np.ndarray, np.ndarray, Resamples], np.ndarray]
 ] = {
     auroc: _vectorised_macro(_auroc_weighted),
     auprc: _vectorised_macro(_auprc_weighted),
@@ -292,14 +345,17 @@ def bootstrap(
     seed: int = 0,
     alpha: float = 0.05,
     indices: np.ndarray | None = None,
+    resamples: Resamples | None = None,
     warn: bool = True,
 ) -> BootstrapResult:
     """Percentile bootstrap of ``metric_fn(y, p)`` over samples (rows), seeded and reproducible.
 
-    The resamples are one ``(R, N)`` index array (``resample_indices(N, n_resamples, seed)``, or
-    ``indices`` when given). ``auroc`` and ``auprc`` are evaluated on all resamples at once from draw
-    counts; any other metric is called once per resample. A resample on which the metric is undefined
-    (NaN, or a ``ValueError`` such as scikit-learn's "only one class present") is skipped and counted.
+    The resamples are ``resamples`` when given (e.g. ``Resamples.of_groups(subject_ids, ...)``: a
+    cluster bootstrap), else one ``(R, N)`` index array (``indices``, or
+    ``resample_indices(N, n_resamples, seed)``). ``auroc`` and ``auprc`` are evaluated on all
+    resamples at once from draw counts; any other metric is called once per resample. A resample on
+    which the metric is undefined (NaN, or a ``ValueError`` such as scikit-learn's "only one class
+    present") is skipped and counted.
     The interval is the (α/2, 1 − α/2) percentiles of the usable resamples (NaN if there are none).
     Skipped resamples are logged as a warning unless ``warn`` is False (the caller reports
     ``n_skipped`` itself).
@@ -311,19 +367,26 @@ def bootstrap(
     n = y.shape[0]
     if p.shape[0] != n:
         raise ValueError(f"y has {n} rows but p has {p.shape[0]}")
-    if indices is None:
-        if n_resamples < 1:
-            raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-        indices = resample_indices(n, n_resamples, seed)
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 2 or indices.shape[1] != n or indices.min() < 0 or indices.max() >= n:
-        raise ValueError(f"indices must be (R, {n}) with values in [0, {n})")
+    if resamples is None:
+        if indices is None:
+            if n_resamples < 1:
+                raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+            indices = resample_indices(n, n_resamples, seed)
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 2 or indices.shape[1] != n or indices.min() < 0 or indices.max() >= n:
+            raise ValueError(f"indices must be (R, {n}) with values in [0, {n})")
+        resamples = Resamples(indices, np.arange(n))
+    elif resamples.n != n:
+        raise ValueError(f"the resamples are of {resamples.n} rows, y has {n}")
     point = float(metric_fn(y, p))
     vectorised = _VECTORISED.get(metric_fn)
     if vectorised is not None:
-        values = vectorised(y, p, indices)
-    else:
+        values = vectorised(y, p, resamples)
+    elif indices is not None:
         values = np.array([_safe_metric(metric_fn, y[idx], p[idx]) for idx in indices])
+    else:
+        rows = (resamples.rows(r) for r in range(resamples.n_resamples))
+        values = np.array([_safe_metric(metric_fn, y[idx], p[idx]) for idx in rows])
     usable = values[np.isfinite(values)]
     n_skipped = int(values.shape[0] - usable.shape[0])
     if n_skipped and warn:

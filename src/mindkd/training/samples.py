@@ -47,7 +47,8 @@ def _labels_as_float(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame
 
 
 def ehr_samples(cohort: pd.DataFrame, store: ArrayStore, labels: Sequence[str]) -> pd.DataFrame:
-    """Every cohort stay: ``key`` (stay_id), ``split`` and the task labels.
+    """Every cohort stay: ``key`` (stay_id), ``subject_id`` (when the cohort has it), ``split`` and
+    the task labels.
 
     Raises ``SampleError`` naming stays that have no time series (the ehr stage makes one per
     cohort stay, so a gap means the two outputs come from different runs).
@@ -59,7 +60,8 @@ def ehr_samples(cohort: pd.DataFrame, store: ArrayStore, labels: Sequence[str]) 
             f"{int(missing.sum())} cohort stay(s) have no row in the time-series store, e.g. "
             f"{cohort.loc[missing, 'stay_id'].head(5).tolist()}; re-run the ehr pipeline"
         )
-    table = cohort[["stay_id", "split", *labels]].rename(columns={"stay_id": "key"})
+    subject = ["subject_id"] if "subject_id" in cohort.columns else []
+    table = cohort[["stay_id", *subject, "split", *labels]].rename(columns={"stay_id": "key"})
     return _labels_as_float(table, labels).reset_index(drop=True)
 
 
@@ -73,7 +75,8 @@ def paired_image_samples(
     """
     _require(pairs, ["stay_id", "dicom_id", "split"], "the pairs table")
     _require(cohort, ["stay_id", *labels], "the task cohort")
-    paired = pairs.loc[pairs["dicom_id"].notna(), ["stay_id", "dicom_id", "split"]]
+    subject = ["subject_id"] if "subject_id" in pairs.columns else []
+    paired = pairs.loc[pairs["dicom_id"].notna(), ["stay_id", *subject, "dicom_id", "split"]]
     table = paired.merge(cohort[["stay_id", *labels]], on="stay_id", how="left", validate="m:1")
     unlabelled = table[list(labels)].isna().all(axis=1)
     if unlabelled.any():
@@ -81,7 +84,9 @@ def paired_image_samples(
             f"{int(unlabelled.sum())} paired stay(s) are not in the cohort, e.g. "
             f"{table.loc[unlabelled, 'stay_id'].head(5).tolist()}; re-run the pairing pipeline"
         )
-    table = table.rename(columns={"dicom_id": "key"})[["key", "stay_id", "split", *labels]]
+    table = table.rename(columns={"dicom_id": "key"})[
+        ["key", "stay_id", *subject, "split", *labels]
+    ]
     return _labels_as_float(table, labels).reset_index(drop=True)
 
 
