@@ -407,7 +407,8 @@ def render_comparison(
         f"Test split; `full` = every test stay, `paired` = test stays with an X-ray. Routed "
         f"prediction: paired -> {params.routing} head, EHR-only -> EHR head.",
         f"{settings.level:.0%} percentile-bootstrap intervals, {settings.n_bootstrap} resamples "
-        f"(seed {settings.seed}), the same resamples for every model of a subset; "
+        f"of subjects (seed {settings.seed}; a subject's stays are drawn together), the same "
+        "resamples for every model of a subset; "
         f"Δ = model − {settings.reference} on those resamples.",
         "AUROC / AUPRC are macro averages over labels for multilabel tasks. ECE: "
         f"{settings.ece_bins} equal-width bins. Teachers: float32 size estimated, latency not run.",
