@@ -134,7 +134,7 @@ def score_predictions(
         if keys.empty or (subsets is not None and subset not in subsets):
             continue
         y = labelled.loc[keys, list(labels)].to_numpy(dtype=np.float64)
-        resamples = subject_resamples(labelled.loc[keys], settings)
+        resamples = subject_resamples(labelled.loc[keys], settings.n_bootstrap, settings.seed)
         usable = int(defined_resamples(y, resamples).sum())
         for model in models:
             for head in heads:
@@ -192,12 +192,12 @@ def _score_one(
     return row, values, reliability_table(y_cal, p_cal, settings.ece_bins)
 
 
-def subject_resamples(samples: pd.DataFrame, settings: BootstrapConfig) -> Resamples:
+def subject_resamples(samples: pd.DataFrame, n_resamples: int, seed: int) -> Resamples:
     """The bootstrap resamples of ``samples``: by subject when they carry ``subject_id`` (a
     subject's stays are not independent, so they are drawn together), else by row."""
     if "subject_id" in samples.columns:
-        return Resamples.of_groups(samples["subject_id"], settings.n_bootstrap, settings.seed)
-    return Resamples.of_rows(len(samples), settings.n_bootstrap, settings.seed)
+        return Resamples.of_groups(samples["subject_id"], n_resamples, seed)
+    return Resamples.of_rows(len(samples), n_resamples, seed)
 
 
 def defined_resamples(y: np.ndarray, resamples: Resamples) -> np.ndarray:

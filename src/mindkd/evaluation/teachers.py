@@ -16,16 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mindkd.evaluation.scoring import METRICS, subject_resamples
 from mindkd.io.logit_cache import LogitCache
 from mindkd.models.batch import TaskKind
 from mindkd.training.fit import scores_for_metrics
 from mindkd.training.losses import EnsembleCombine, ensemble_targets
-from mindkd.training.metrics import Resamples, auprc, auroc, bootstrap
+from mindkd.training.metrics import bootstrap
 from mindkd.training.samples import label_matrix, split_rows
 
 logger = logging.getLogger(__name__)
-
-METRICS = {"auroc": auroc, "auprc": auprc}
 
 
 def ensemble_name(modality: str) -> str:
@@ -55,10 +54,7 @@ def score_split(
     logits[ensemble_name(modality)] = ensemble_targets(
         np.stack([logits[m] for m in members]), combine=combine, kind=kind
     )
-    if "subject_id" in table.columns:  # a subject's stays (or images) are drawn together
-        resamples = Resamples.of_groups(table["subject_id"], n_bootstrap, seed)
-    else:
-        resamples = Resamples.of_rows(len(table), n_bootstrap, seed)
+    resamples = subject_resamples(table, n_bootstrap, seed)
     rows: list[dict[str, Any]] = []
     draws: dict[tuple[str, str], np.ndarray] = {}
     for model, z in logits.items():
