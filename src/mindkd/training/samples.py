@@ -197,10 +197,7 @@ def assemble_samples(
         raise SampleError("distill inputs disagree: " + "; ".join(problems))
     table["kind"] = np.where(has_image, "paired", "ehr_only")
     table["dicom_id"] = table["dicom_id"].astype(object).where(has_image, None)
-    out = table[[*ID_COLUMNS, *labels]].reset_index(drop=True)
-    for column in labels:
-        out[column] = pd.to_numeric(out[column], errors="coerce").astype(np.float32)
-    return out
+    return _labels_as_float(table[[*ID_COLUMNS, *labels]].reset_index(drop=True), labels)
 
 
 def select_setting(samples: pd.DataFrame, data: str) -> pd.DataFrame:
