@@ -2,6 +2,10 @@
 
 ``ZeroFilledJointModel`` is classic joint fusion: a missing X-ray becomes a zero image (a missing
 EHR series becomes one all-unobserved hour), both encoders run on every sample, one head predicts.
+Which zero is a setting of the network (``fill_value``, in the normalised units the encoder sees):
+an all-black image (raw pixels 0, ``-mean / std`` after normalisation; the default of the
+project's ``missing_image: black``) or 0 after normalisation, i.e. the train-mean grey image
+(``missing_image: mean``).
 ``MedFuseModel`` follows MedFuse (Hayat et al., 2022): an LSTM over the modality tokens a sample
 has, so a missing X-ray shortens the token sequence instead of being imputed. A MedFuse-sized
 teacher is either of these (or ``MultiHeadStudent(..., fusion="medfuse")``) with large encoders.
@@ -38,7 +42,9 @@ def _union_rows(batch: MultiModalBatch) -> tuple[Tensor, Tensor]:
 class ZeroFilledJointModel(RoutedModel):
     """Joint fusion with zero imputation: ``{"fused": HeadOutput}`` over every sample in the batch.
 
-    ``image_size`` is the side of the zero image; the images in a batch must have that size.
+    ``image_size`` is the side of the filled image; the images in a batch must have that size.
+    ``fill_value`` is every pixel of a missing X-ray in normalised units: 0 is the train-mean
+    image, ``-mean / std`` a black one.
     """
 
     def __init__(
@@ -51,12 +57,14 @@ class ZeroFilledJointModel(RoutedModel):
         fusion: str = "concat",
         head_dropout: float = 0.0,
         fusion_kwargs: Mapping[str, Any] | None = None,
+        fill_value: float = 0.0,
     ) -> None:
         super().__init__()
         check_encoder_modality(ehr_encoder, "ehr")
         check_encoder_modality(cxr_encoder, "cxr")
         self.num_outputs = num_outputs
         self.image_size = image_size
+        self.fill_value = float(fill_value)
         self.ehr_encoder = ehr_encoder
         self.cxr_encoder = cxr_encoder
         module = build_fusion(
@@ -75,7 +83,7 @@ class ZeroFilledJointModel(RoutedModel):
             self.cxr_head = ClassifierHead(cxr_encoder.num_features, num_outputs, head_dropout)
 
     def _filled_inputs(self, batch: MultiModalBatch, row: Tensor, n: int) -> tuple[Tensor, ...]:
-        """Zero-filled ``ehr (n, T, C)``, ``lengths (n,)`` and ``cxr (n, 1, S, S)``."""
+        """Filled ``ehr (n, T, C)`` (zeros), ``lengths (n,)`` and ``cxr (n, 1, S, S)`` (``fill_value``)."""
         device = row.device
         ehr_rows = modality_rows(batch, "ehr")
         if ehr_rows is None:
@@ -95,7 +103,9 @@ class ZeroFilledJointModel(RoutedModel):
         cxr_rows = modality_rows(batch, "cxr")
         size = self.image_size
         if cxr_rows is None:
-            cxr = torch.zeros(n, self.cxr_encoder.in_channels, size, size, device=device)
+            cxr = torch.full(
+                (n, self.cxr_encoder.in_channels, size, size), self.fill_value, device=device
+            )
         else:
             x, idx = cxr_rows
             if tuple(x.shape[-2:]) != (size, size):
@@ -103,7 +113,7 @@ class ZeroFilledJointModel(RoutedModel):
                     f"images are {tuple(x.shape[-2:])} but the model zero-fills {size}x{size}: "
                     "set image_size to the image side"
                 )
-            cxr = x.new_zeros((n, *x.shape[1:])).index_copy(0, row[idx], x)
+            cxr = x.new_full((n, *x.shape[1:]), self.fill_value).index_copy(0, row[idx], x)
         return ehr, lengths, cxr
 
     def forward(self, batch: MultiModalBatch) -> dict[str, HeadOutput]:

@@ -40,6 +40,7 @@ from mindkd.models.registry import (
 from mindkd.models.student import MultiHeadStudent, RoutedModel, Routing, UnimodalClassifier
 
 Architecture = Literal["multi_head", "zero_filled", "medfuse"]
+MissingImage = Literal["black", "mean"]
 
 
 class _Spec(BaseModel):
@@ -131,6 +132,10 @@ class NetworkSpec(BaseModel):
     head_dropout: float = 0.0
     routing: Routing = "fused"
     image: ImageNormaliser
+    # zero_filled only: a missing X-ray is an all-black image (raw pixels 0) or the train-mean image
+    # (0 after normalisation). None: another architecture, or a zero_filled card written when the
+    # train-mean image was the only rule (built as "mean").
+    missing_image: MissingImage | None = None
     ehr_input: EhrInput | None = None  # None: a card written before the EHR width was recorded
 
     @model_validator(mode="after")
@@ -141,6 +146,11 @@ class NetworkSpec(BaseModel):
                 f"in_channels={self.ehr_channels}"
             )
         return self
+
+    @property
+    def missing_fill(self) -> float:
+        """A missing X-ray's pixel value in normalised units (``missing_image``; zero_filled)."""
+        return -self.image.mean / self.image.std if self.missing_image == "black" else 0.0
 
     @property
     def task_spec(self) -> TaskSpec:
@@ -177,6 +187,7 @@ def build_network(spec: NetworkSpec) -> RoutedModel:
             fusion=spec.fusion or "concat",
             head_dropout=spec.head_dropout,
             fusion_kwargs=spec.fusion_settings,
+            fill_value=spec.missing_fill,
         )
     return MedFuseModel(ehr, cxr, k, **spec.fusion_settings)
 
