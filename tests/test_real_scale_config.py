@@ -114,7 +114,8 @@ def _encoders(block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         return [(block["encoder"], block["settings"])]
     if "ehr_encoder" in block:
         return [(block[k]["name"], block[k]["settings"]) for k in ("ehr_encoder", "cxr_encoder")]
-    return [pair for sub in block.values() for pair in _encoders(sub)]  # baselines
+    subs = [sub for sub in block.values() if isinstance(sub, dict)]  # baselines (no_kd has none)
+    return [pair for sub in subs for pair in _encoders(sub)]
 
 
 @pytest.fixture(scope="module")

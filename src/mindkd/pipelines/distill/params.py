@@ -10,9 +10,11 @@ Layout per task namespace (``ihm``, ``pheno``)::
         routing                          fused | mean (inference on paired samples)
         max_teacher_fraction             student parameters / both teacher ensembles, upper bound
         student                          ModelParams: EHR + CXR encoder, fusion, head dropout
-        baselines.zero_filled            ModelParams: single-head joint fusion, zero-filled X-ray
+        baselines.no_kd                  NoKdParams: the student's own head dropout and fit settings
+        baselines.zero_filled            ZeroFilledParams: single-head joint fusion, filled X-ray
         baselines.medfuse                MedFuseParams: teacher-sized MedFuse (LSTM over tokens)
-        fit                              LoaderFitConfig: FitConfig + loader settings
+        fit                              LoaderFitConfig: FitConfig + loader settings (MIND's;
+                                         a baseline's ``fit`` block overrides its lr / weight decay)
         evaluation                       EvaluationParams: bootstrap, calibration, latency
 
 Every model forbids unknown keys, and the project checks the whole parameter tree against them
@@ -30,12 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mindkd.evaluation.scoring import ScoreSettings
 from mindkd.models.registry import list_fusions, with_ehr_channels
-from mindkd.models.spec import EhrInput, EncoderSpec, ImageNormaliser
+from mindkd.models.spec import EhrInput, EncoderSpec, ImageNormaliser, MissingImage
 from mindkd.models.student import Routing
 from mindkd.tasks import TaskDefinition
 from mindkd.training.fit import LoaderFitConfig
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
-from mindkd.training.spec import STUDENTS, VARIANTS, DataSetting, ModelSpec, sized_spec
+from mindkd.training.spec import VARIANTS, DataSetting, ModelSpec, sized_spec
 
 Reference = Literal["no_kd", "zero_filled", "medfuse", "teachers"]
 
@@ -62,6 +64,37 @@ class ModelParams(_Params):
         return self
 
 
+class FitOverrides(_Params):
+    """A baseline's own optimiser settings; an unset one is the shared ``fit`` block's.
+
+    They exist so that every method can be tuned on val (``kedro run --pipelines tune``) without
+    changing another's: MIND's are ``fit.lr`` / ``fit.weight_decay`` themselves.
+    """
+
+    lr: float | None = Field(None, gt=0.0)
+    weight_decay: float | None = Field(None, ge=0.0)
+
+    def apply(self, fit: LoaderFitConfig) -> LoaderFitConfig:
+        """``fit`` with the values set here."""
+        return fit.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class NoKdParams(_Params):
+    """Baseline (a): the student (its encoders and fusion) trained with ``alpha = 0``."""
+
+    head_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="None: the student's")
+    fit: FitOverrides = Field(default_factory=FitOverrides)
+
+
+class ZeroFilledParams(ModelParams):
+    """Baseline (b): single-head joint fusion; a missing X-ray is filled with ``missing_image``:
+    ``black`` (raw pixels 0, the literal zero image) or ``mean`` (0 after normalisation: the
+    train-mean image)."""
+
+    missing_image: MissingImage = "black"
+    fit: FitOverrides = Field(default_factory=FitOverrides)
+
+
 class MedFuseParams(_Params):
     """MedFuse (Hayat et al., 2022): modality tokens through one LSTM; a missing X-ray is no token."""
 
@@ -70,6 +103,7 @@ class MedFuseParams(_Params):
     token_dim: int = Field(256, ge=1)
     hidden: int = Field(256, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    fit: FitOverrides = Field(default_factory=FitOverrides)
 
     @model_validator(mode="after")
     def _consistent(self) -> MedFuseParams:
@@ -81,7 +115,8 @@ class MedFuseParams(_Params):
 class BaselineParams(_Params):
     """The trained baselines; (a) no-KD is the student itself with ``alpha = 0``."""
 
-    zero_filled: ModelParams
+    no_kd: NoKdParams = Field(default_factory=NoKdParams)
+    zero_filled: ZeroFilledParams
     medfuse: MedFuseParams
 
 
@@ -126,10 +161,17 @@ class DistillParams(MindLossConfig):
 
     def architecture(self, variant: str) -> dict[str, Any]:
         """The network fields of ``variant``'s spec (``mindkd.models.spec.NetworkSpec``)."""
-        if variant in STUDENTS:
+        if variant == "mind":
             return {"architecture": "multi_head", **self.student.model_dump()}
+        if variant == "no_kd":
+            dropout = self.baselines.no_kd.head_dropout
+            student = self.student.model_dump()
+            if dropout is not None:
+                student["head_dropout"] = dropout
+            return {"architecture": "multi_head", **student}
         if variant == "zero_filled":
-            return {"architecture": "zero_filled", **self.baselines.zero_filled.model_dump()}
+            fields = self.baselines.zero_filled.model_dump(exclude={"fit"})
+            return {"architecture": "zero_filled", **fields}
         if variant == "medfuse":
             medfuse = self.baselines.medfuse
             return {
@@ -140,6 +182,15 @@ class DistillParams(MindLossConfig):
                 "fusion_settings": medfuse.model_dump(include={"token_dim", "hidden", "dropout"}),
             }
         raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+    def fit_for(self, variant: str) -> LoaderFitConfig:
+        """``variant``'s fit settings: the shared ``fit`` block with its baseline's overrides."""
+        if variant == "mind":
+            return self.fit
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+        overrides: FitOverrides = getattr(self.baselines, variant).fit
+        return overrides.apply(self.fit)
 
     def spec_fields(
         self, variant: str, task: TaskDefinition, image: ImageNormaliser, ehr_input: EhrInput
@@ -162,7 +213,7 @@ class DistillParams(MindLossConfig):
             "combine": self.combine,
             "data": self.data,
             "routing": self.routing,
-            "fit": self.fit,
+            "fit": self.fit_for(variant),
             "image": image,
             "ehr_input": ehr_input,
             **architecture,
