@@ -66,7 +66,7 @@ def test_the_committed_configs_pass(tmp_path: Path, env: str) -> None:
     assert monitor == ("val/loss" if env == "real_demo" else "val/auroc")
 
 
-def test_the_schema_knows_each_task_namespace_and_its_three_blocks() -> None:
+def test_the_schema_knows_each_task_namespace_and_its_four_blocks() -> None:
     schema = project_params()
     assert list(schema.model_fields) == ["ehr", "split", "cxr", *TASKS]
     for task in TASKS:
@@ -74,6 +74,7 @@ def test_the_schema_knows_each_task_namespace_and_its_three_blocks() -> None:
             "task",
             "teachers",
             "distill",
+            "tune",
         ]
 
 
@@ -83,7 +84,7 @@ def test_a_misspelt_block_in_a_conf_file_names_key_suggestion_and_file(tmp_path:
     local = (tmp_path / "conf" / "local" / "parameters.yml").as_posix()
     assert [str(p) for p in error.problems] == [
         "ihm.distil: unknown key; did you mean `ihm.distill`? (keys of ihm: task, teachers, "
-        f"distill) [set in {local}]"
+        f"distill, tune) [set in {local}]"
     ]
     assert f"read from {(tmp_path / 'conf').as_posix()}/base + " in str(error)
     assert "nothing has run" in str(error)

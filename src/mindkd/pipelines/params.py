@@ -12,6 +12,8 @@ tree, and every level forbids unknown keys::
     <task>.task          TaskParams       tasks.py
     <task>.teachers      TeachersParams   pipelines/teachers/params.py
     <task>.distill       DistillParams    pipelines/distill/params.py
+    <task>.tune          TuneParams       pipelines/tune/params.py (every searched key must be
+                                          a valid setting of <task>.distill)
 
 ``find_problems`` also requires the member slots under ``<task>.teachers.<modality>.members`` to be
 exactly those of ``mindkd.tasks.TEACHER_MEMBERS`` (the teachers pipeline has one namespace per slot: a
@@ -33,12 +35,13 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
 from mindkd.pipelines.cxr.params import CxrParams
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.ehr.params import EhrParams, SplitParams
 from mindkd.pipelines.teachers.params import TeachersParams
+from mindkd.pipelines.tune.params import TuneParams
 from mindkd.tasks import TASKS, TaskParams
 
 CONF_SUFFIXES = (".yml", ".yaml", ".json")  # the files OmegaConfigLoader reads
@@ -63,6 +66,12 @@ class TaskBlock(_Block):
     task: TaskParams
     teachers: TeachersParams
     distill: DistillParams
+    tune: TuneParams
+
+    @model_validator(mode="after")
+    def _searchable(self) -> TaskBlock:
+        self.tune.check_against(self.distill)
+        return self
 
 
 @cache

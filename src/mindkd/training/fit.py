@@ -47,6 +47,7 @@ LossFn = Callable[
     [Mapping[str, HeadOutput], Tensor, Mapping[str, Tensor] | None], Mapping[str, Tensor]
 ]
 EvaluateFn = Callable[[nn.Module, Iterable[Any]], Mapping[str, float]]
+EpochCallback = Callable[[int, float], None]  # (epoch, monitored value) after validation
 Scheduler = Literal["cosine", "plateau", "none"]
 AmpMode = Literal["off", "bf16", "fp16"]
 
@@ -220,8 +221,12 @@ def fit(  # noqa: PLR0917 - the documented call: fit(model, loss_fn, train, val,
     val_loader: Iterable[Any],
     evaluate_fn: EvaluateFn,
     cfg: FitConfig | Mapping[str, Any] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """Train ``model`` and return the best epoch's weights (also loaded into ``model``) and history.
+
+    ``on_epoch(epoch, score)`` is called after each epoch's validation with the monitored value;
+    an exception it raises (a tuner's pruning signal) stops training and propagates.
 
     Seeds everything with ``cfg.seed`` at the start (seed before building the model too, for identical
     initial weights) and, with ``cfg.deterministic``, runs under torch's deterministic algorithms: two
@@ -240,7 +245,7 @@ def fit(  # noqa: PLR0917 - the documented call: fit(model, loss_fn, train, val,
         seed_everything(cfg.seed)
         model.to(device)
         trainer = _Trainer(model, loss_fn, cfg, device, steps_per_epoch=len(train_loader))
-        return trainer.run(train_loader, val_loader, evaluate_fn)
+        return trainer.run(train_loader, val_loader, evaluate_fn, on_epoch)
 
 
 def _as_fit_config(cfg: FitConfig | Mapping[str, Any] | None) -> FitConfig:
@@ -282,7 +287,11 @@ class _Trainer:
         )
 
     def run(
-        self, train_loader: DataLoader[Any], val_loader: Iterable[Any], evaluate_fn: EvaluateFn
+        self,
+        train_loader: DataLoader[Any],
+        val_loader: Iterable[Any],
+        evaluate_fn: EvaluateFn,
+        on_epoch: EpochCallback | None = None,
     ) -> FitResult:
         cfg = self.cfg
         history: list[dict[str, float]] = []
@@ -304,6 +313,8 @@ class _Trainer:
             history.append(record)
             score = _monitored(record, cfg.monitor)
             _log_epoch(record, cfg)
+            if on_epoch is not None:
+                on_epoch(epoch, score)
             if _improved(score, best_score, cfg.mode, cfg.min_delta):
                 best_epoch, best_score, bad_epochs = epoch, score, 0
                 best_state = cpu_state(self.model)
@@ -564,6 +575,7 @@ def fit_datasets(  # noqa: PLR0917 - fit's order, with datasets for loaders
     val: MultiModalDataset,
     evaluate_fn: EvaluateFn,
     cfg: LoaderFitConfig,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """``fit`` on datasets: a seeded shuffled train loader and an ordered val loader from ``cfg``.
 
@@ -581,4 +593,4 @@ def fit_datasets(  # noqa: PLR0917 - fit's order, with datasets for loaders
         drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
     )
     val_loader = make_loader(val, cfg.eval_batch_size, shuffle=False)
-    return fit(model, loss_fn, train_loader, val_loader, evaluate_fn, cfg.fit_config())
+    return fit(model, loss_fn, train_loader, val_loader, evaluate_fn, cfg.fit_config(), on_epoch)

@@ -20,7 +20,13 @@ from mindkd.io.logit_cache import logit_columns
 from mindkd.models.spec import ImageNormaliser, build_network
 from mindkd.models.student import HEADS, RoutedModel
 from mindkd.training.data import MultiModalDataset, collate_multimodal, make_loader
-from mindkd.training.fit import FitResult, RoutedEvaluator, fit_datasets, predict
+from mindkd.training.fit import (
+    EpochCallback,
+    FitResult,
+    RoutedEvaluator,
+    fit_datasets,
+    predict,
+)
 from mindkd.training.losses import MindLoss
 from mindkd.training.samples import sample_dataset
 from mindkd.training.seed import deterministic, seed_everything
@@ -99,8 +105,11 @@ def train_model(
     spec: ModelSpec,
     train: MultiModalDataset,
     val: MultiModalDataset,
+    on_epoch: EpochCallback | None = None,
 ) -> tuple[RoutedModel, FitResult]:
-    """Build ``spec``'s network (seeded) and fit it with its loss; the best val epoch is kept."""
+    """Build ``spec``'s network (seeded) and fit it with its loss; the best val epoch is kept.
+
+    ``on_epoch(epoch, monitored value)`` runs after each validation (``mindkd.training.fit``)."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"{spec.variant} needs train and val samples, got {len(train)}/{len(val)}")
     cfg = spec.fit
@@ -109,7 +118,7 @@ def train_model(
     loss = MindLoss(spec.kind, spec.loss, spec.combine)
     logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
     evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
-    result = fit_datasets(model, loss, train, val, evaluate, cfg)
+    result = fit_datasets(model, loss, train, val, evaluate, cfg, on_epoch)
     return model, result
 
 

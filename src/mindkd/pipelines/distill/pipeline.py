@@ -43,7 +43,7 @@ SPECIFY = {
 HEADS = ("routed", "ehr", "cxr", "fused")
 
 
-def _samples_and_targets(members: Mapping[str, Sequence[str]]) -> Pipeline:
+def samples_and_targets(members: Mapping[str, Sequence[str]]) -> Pipeline:
     return Pipeline(
         [
             Node(
@@ -184,7 +184,12 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
             ),
             Node(
                 nodes.tabulate_comparison,
-                {"evaluation": "evaluation", "differences": "differences", **compression},
+                {
+                    "evaluation": "evaluation",
+                    "differences": "differences",
+                    "params": "params:distill",
+                    **compression,
+                },
                 "comparison_table",
                 name="tabulate_comparison",
             ),
@@ -226,7 +231,13 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
             ),
             Node(
                 nodes.track_evaluation_metrics,
-                ["evaluation", "differences", "comparison_table", "subgroup_evaluation"],
+                [
+                    "evaluation",
+                    "differences",
+                    "comparison_table",
+                    "subgroup_evaluation",
+                    "params:distill",
+                ],
                 "metrics",
                 name="track_evaluation_metrics",
             ),
@@ -250,7 +261,7 @@ def create_task_pipeline(
         members = TEACHER_MEMBERS
     return Pipeline(
         [
-            _samples_and_targets(members),
+            samples_and_targets(members),
             *(_variant(v) for v in variants),
             _teachers(),
             _evaluation([*variants, nodes.TEACHERS]),
