@@ -129,3 +129,33 @@ def test_figures_have_one_curve_per_model_with_the_head(evaluated) -> None:
         ]
         np.testing.assert_array_equal(line.get_ydata(), rows["count"])  # predictions per bin
     assert counts.get_yscale() == "log"
+
+
+def test_the_table_shows_the_differences_to_the_reference_not_the_students_contrasts(
+    evaluated,
+) -> None:
+    predictions, samples, _ = evaluated
+    scores = score_predictions(
+        predictions,
+        samples,
+        ["y"],
+        "binary",
+        ScoreSettings(seed=0),
+        models=MODELS,
+        reference="no_kd",
+        contrast="mind",
+    )
+    assert "teachers" in set(scores.differences["reference"])  # mind - teachers is there too
+    table = comparison_table(scores, {}, MODELS, reference="no_kd").set_index(["model", "subset"])
+    versus = scores.differences.query("head == 'routed' and metric == 'auroc'").set_index(
+        ["model", "reference", "subset"]
+    )
+    for subset in ("full", "paired"):
+        expected = versus.loc[("mind", "no_kd", subset)]
+        row = table.loc[("mind", subset)]
+        assert (row["delta_auroc"], row["delta_auroc_low"]) == (
+            expected["difference"],
+            expected["low"],
+        )
+    with pytest.raises(ValueError, match="name the reference"):
+        comparison_table(scores, {}, MODELS)

@@ -145,3 +145,52 @@ def test_one_stay_per_subject_is_the_row_bootstrap_draw_for_draw() -> None:
     groups = Resamples.of_groups(np.array([10, 30, 20, 40]), n_resamples=7, seed=3)
     rows = Resamples(resample_indices(4, 7, 3), np.arange(4))
     np.testing.assert_array_equal(groups.weights(), rows.weights())
+
+
+def test_the_student_is_contrasted_with_every_other_model_on_the_same_resamples() -> None:
+    """``contrast``: the student minus every model, paired; the reference's rows stay as they
+    are. Each contrast's interval is that of the per-resample difference: the student against a
+    copy of itself is exactly 0 on every resample, whatever the intervals of either."""
+    rng = np.random.default_rng(4)
+    keys = list(range(60))
+    y = (rng.random(60) < 0.4).astype(float)
+    student = y + rng.normal(scale=0.8, size=60)
+    other = y + rng.normal(scale=1.5, size=60)
+    predictions = pd.concat(
+        [
+            _predictions("mind", "routed", keys, student),
+            _predictions("no_kd", "routed", keys, other),
+            _predictions("zero_filled", "routed", keys, rng.normal(size=60)),
+            _predictions("copy", "routed", keys, student),
+        ]
+    )
+    samples = pd.DataFrame({"key": keys, "kind": "paired", "y": y})
+    settings = ScoreSettings(seed=2)
+    scores = score_predictions(
+        predictions, samples, ["y"], "binary", settings, reference="no_kd", contrast="mind"
+    )
+    diffs = scores.differences.query("metric == 'auroc' and subset == 'full'")
+    pairs = set(zip(diffs["model"], diffs["reference"], strict=True))
+    assert pairs == {
+        ("mind", "no_kd"),
+        ("zero_filled", "no_kd"),
+        ("copy", "no_kd"),
+        ("mind", "zero_filled"),
+        ("mind", "copy"),
+    }
+    table = scores.table.query("subset == 'full'").set_index("model")
+    versus = diffs.set_index(["model", "reference"])
+    own = versus.loc[("mind", "copy")]
+    assert (own["difference"], own["low"], own["high"]) == (0.0, 0.0, 0.0)
+    zf = versus.loc[("mind", "zero_filled")]
+    assert zf["difference"] == pytest.approx(
+        table.loc["mind", "auroc"] - table.loc["zero_filled", "auroc"]
+    )
+    # the paired interval is narrower than one built from the two models' own intervals
+    unpaired = (table.loc["mind", "auroc_high"] - table.loc["zero_filled", "auroc_low"]) - (
+        table.loc["mind", "auroc_low"] - table.loc["zero_filled", "auroc_high"]
+    )
+    assert zf["high"] - zf["low"] < unpaired
+    assert versus.loc[("mind", "no_kd")]["difference"] == pytest.approx(
+        table.loc["mind", "auroc"] - table.loc["no_kd", "auroc"]
+    )

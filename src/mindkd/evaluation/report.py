@@ -46,8 +46,11 @@ def comparison_table(
     scores: Scores,
     compression: Mapping[str, Mapping[str, float]],
     models: Sequence[str],
+    reference: str | None = None,
 ) -> pd.DataFrame:
-    """The table (see module docstring); models in the order given, subsets full then paired."""
+    """The table (see module docstring); models in the order given, subsets full then paired.
+
+    ``delta_*``: the differences against ``reference`` (None: the only reference there is)."""
     table = scores.table
     rows: list[dict[str, object]] = []
     for model in models:
@@ -66,7 +69,7 @@ def comparison_table(
             }
             for head in UNIMODAL_HEADS:
                 row |= _metric_block(mine[mine["head"] == head], f"_{head}")
-            row |= _deltas(scores.differences, model, subset)
+            row |= _deltas(scores.differences, model, subset, reference)
             cost = compression.get(model, {})
             row |= {
                 "parameters": cost.get("parameters", math.nan),
@@ -79,10 +82,18 @@ def comparison_table(
     return pd.DataFrame(rows)
 
 
-def _deltas(differences: pd.DataFrame, model: str, subset: str) -> dict[str, float]:
+def _deltas(
+    differences: pd.DataFrame, model: str, subset: str, reference: str | None
+) -> dict[str, float]:
     out: dict[str, float] = {}
     if differences.empty:
         return out
+    if reference is None:
+        references = set(differences["reference"])
+        if len(references) > 1:
+            raise ValueError(f"differences against {sorted(references)}: name the reference")
+    else:
+        differences = differences[differences["reference"] == reference]
     mine = differences[
         (differences["model"] == model)
         & (differences["subset"] == subset)

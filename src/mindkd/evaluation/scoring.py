@@ -117,6 +117,7 @@ def score_predictions(
     *,
     models: Sequence[str] | None = None,
     reference: str | None = None,
+    contrast: str | None = None,
     subsets: Sequence[str] | None = None,
     heads: Sequence[str] = HEAD_ORDER,
     warn: bool = True,
@@ -124,7 +125,10 @@ def score_predictions(
     """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head
     (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored). Skipped
     bootstrap resamples are in the table (``<metric>_skipped``), and also logged unless ``warn`` is
-    False."""
+    False.
+
+    ``differences``: every model − ``reference``; and ``contrast`` (the student) − every other
+    model, each pair on the same resamples (``paired_differences``), one row per pair."""
     models = list(models or dict.fromkeys(predictions["model"]))
     labelled = samples.set_index("key")
     rows: list[dict[str, object]] = []
@@ -154,6 +158,16 @@ def score_predictions(
     front = ["model", "subset", "head"]
     reliability = reliability[front + [c for c in reliability.columns if c not in front]]
     differences = paired_differences(table, draws, reference, settings.level)
+    if contrast is not None and not table.empty:
+        pairs = [differences]
+        for other in dict.fromkeys(table["model"]):
+            if other in (contrast, reference):
+                continue
+            two = table[table["model"].isin([contrast, other])]
+            pairs.append(paired_differences(two, draws, other, settings.level))
+        differences = pd.concat(
+            [d for d in pairs if not d.empty] or [differences], ignore_index=True
+        )
     return Scores(table=table, differences=differences, reliability=reliability, draws=draws)
 
 

@@ -8,6 +8,7 @@ Examples::
     python -m mindkd.tracking diff 3f2a9c1e 8b7d0e44
     python -m mindkd.tracking register --task ihm
     python -m mindkd.tracking stale [--close [--force]]   # runs left RUNNING by a killed process
+    python -m mindkd.tracking results --min-seeds 5 --write docs/results.md README.md
 
 The store and experiment names come from the project's ``conf/`` (``globals.mlflow_tracking_uri``,
 ``mlflow.yml``) unless ``--tracking-uri`` / ``--experiment`` say otherwise.
@@ -87,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     stale.add_argument(
         "--force", action="store_true", help="with --close: also runs of other hosts or untagged"
     )
+    results = commands.add_parser(
+        "results",
+        help="the results tables from the tracked seed runs (mindkd.tracking.results)",
+    )
+    results.add_argument("--task", choices=TASKS, default=None, help="one task (default: all)")
+    results.add_argument(
+        "--min-seeds", type=int, default=5, help="seeds each task needs (default 5)"
+    )
+    results.add_argument(
+        "--write",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="files whose <!-- results:<block> begin/end --> blocks are replaced "
+        "(default: print every block)",
+    )
     return parser
 
 
@@ -101,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _register(uri, args.task, args.metric)
         if args.command == "stale":
             return _stale(uri, experiment, close=args.close, force=args.force)
+        if args.command == "results":
+            return _results(uri, experiment, args.task, args.min_seeds, args.write)
         if args.command == "compare":
             models = [m.strip() for m in args.models.split(",") if m.strip()]
             table = compare_runs(
@@ -134,6 +153,27 @@ def _register(uri: str, task: str, metric: str | None) -> int:
         f"{version.name} version {version.version} (run {version.run_id}) is "
         f"{', '.join('@' + a for a in version.aliases)}\n"
     )
+    return 0
+
+
+def _results(
+    uri: str, experiment: str, task: str | None, min_seeds: int, files: Sequence[Path] | None
+) -> int:
+    from mindkd.tracking import results
+
+    try:
+        found = results.collect(uri, experiment, [task] if task else TASKS, min_seeds)
+        texts = results.blocks(found)
+        if not files:
+            for name, text in texts.items():
+                sys.stdout.write(f"<!-- results:{name} -->\n{text}\n\n")
+            return 0
+        for path in files:
+            replaced = results.write_blocks(path, texts)
+            sys.stdout.write(f"{path}: {', '.join(replaced)}\n")
+    except results.ResultsError as exc:
+        logger.error("%s", exc)
+        return 2
     return 0
 
 

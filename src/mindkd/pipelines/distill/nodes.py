@@ -370,7 +370,8 @@ def evaluate_test_predictions(
     task: TaskParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """AUROC / AUPRC with bootstrap intervals and ECE per model, subset and head; differences to
-    the reference model on the same resamples; reliability bins."""
+    the reference model, and of MIND to every other model, on the same resamples; reliability
+    bins."""
     definition = task.definition
     settings = params.evaluation
     scores: Scores = score_predictions(
@@ -381,17 +382,22 @@ def evaluate_test_predictions(
         settings,
         models=model_order(test_predictions),
         reference=settings.reference,
+        contrast="mind",
     )
     return scores.table, scores.differences, scores.reliability
 
 
 def tabulate_comparison(
-    evaluation: pd.DataFrame, differences: pd.DataFrame, **compression: dict[str, float]
+    evaluation: pd.DataFrame,
+    differences: pd.DataFrame,
+    params: DistillParams,
+    **compression: dict[str, float],
 ) -> pd.DataFrame:
-    """One row per model and test subset: routed scores with intervals, per-head AUROC, cost."""
+    """One row per model and test subset: routed scores with intervals, differences to the
+    reference, per-head AUROC, cost."""
     scores = Scores(table=evaluation, differences=differences, reliability=pd.DataFrame())
     models = model_order(evaluation)
-    return comparison_table(scores, compression, models)
+    return comparison_table(scores, compression, models, params.evaluation.reference)
 
 
 def render_comparison(
@@ -501,16 +507,23 @@ def track_evaluation_metrics(
     differences: pd.DataFrame,
     comparison: pd.DataFrame,
     subgroup_evaluation: pd.DataFrame,
+    params: DistillParams,
 ) -> dict[str, dict[str, float]]:
     """MLflow metrics ``<model>.<subset>.<head>.<metric>[_low|_high]``, deltas and cost, and
-    ``<model>.subgroup.<attribute>.<group>.<metric>[_low|_high]`` plus the group's ``n``."""
+    ``<model>.subgroup.<attribute>.<group>.<metric>[_low|_high]`` plus the group's ``n``.
+
+    Deltas: ``<model>.<subset>.<head>.delta_<metric>[_low|_high]`` against the reference, and
+    ``mind.<subset>.<head>.delta_<metric>_vs_<other>[_low|_high]`` against every other model."""
     metrics: dict[str, dict[str, float]] = {}
     values = [c for c in TRACKED if c in evaluation.columns]
     for _, row in evaluation.iterrows():
         for column in values:
             _put(metrics, f"{row['model']}.{row['subset']}.{row['head']}.{column}", row[column])
+    reference = params.evaluation.reference
     for _, row in differences.iterrows():
         name = f"{row['model']}.{row['subset']}.{row['head']}.delta_{row['metric']}"
+        if row["reference"] != reference:
+            name += f"_vs_{row['reference']}"
         for part, column in (("", "difference"), ("_low", "low"), ("_high", "high")):
             _put(metrics, f"{name}{part}", row[column])
     for _, row in comparison.drop_duplicates("model").iterrows():
