@@ -74,7 +74,7 @@ def store(tmp_path: Path) -> tuple[str, mlflow.MlflowClient, str]:
 
 
 def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> None:
-    uri, client, experiment = store
+    _, client, experiment = store
     # started in the order 2, 0, 1: a seed is what the run records, not where it comes
     _run(client, experiment, 2, 0.72, start=1)
     _run(client, experiment, 0, 0.70, start=2)
@@ -82,7 +82,7 @@ def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> 
     _run(client, experiment, 1, 0.99, start=4, alpha="0.3", evaluated=True)  # other settings
     _run(client, experiment, 1, 0.99, start=5, evaluated=False)  # never evaluated
     newest = _run(client, experiment, 1, 0.74, start=6)  # a re-run of seed 1: the newest counts
-    (seeds,) = results.collect(uri, "mindkd", ["ihm"], min_seeds=3)
+    seeds = results.select_seed_runs(client, "mindkd", "ihm", min_seeds=3)
     assert seeds.seeds == [0, 1, 2]
     assert seeds.runs[1].info.run_id == newest
     assert seeds.metric("mind.full.routed.auroc") == [0.70, 0.74, 0.72]
@@ -96,12 +96,12 @@ def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> 
 
 
 def test_too_few_seeds_with_the_newest_settings_is_an_error_naming_what_differs(store) -> None:
-    uri, client, experiment = store
+    _, client, experiment = store
     _run(client, experiment, 0, 0.70, start=1)
     _run(client, experiment, 1, 0.71, start=2)
     _run(client, experiment, 2, 0.72, start=3, cache="v2")  # newest: another logit cache
     with pytest.raises(results.ResultsError, match=r"(?s)1 seed\(s\) \(\[2\]\).*logit cache"):
-        results.collect(uri, "mindkd", ["ihm"], min_seeds=3)
+        results.select_seed_runs(client, "mindkd", "ihm", min_seeds=3)
 
 
 def test_the_command_fills_only_the_marked_blocks(store, tmp_path: Path) -> None:

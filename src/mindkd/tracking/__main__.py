@@ -162,8 +162,7 @@ def _results(
     from mindkd.tracking import results
 
     try:
-        found = results.collect(uri, experiment, [task] if task else TASKS, min_seeds)
-        texts = results.blocks(found)
+        texts = results.collect(uri, experiment, [task] if task else TASKS, min_seeds)
         if not files:
             for name, text in texts.items():
                 sys.stdout.write(f"<!-- results:{name} -->\n{text}\n\n")

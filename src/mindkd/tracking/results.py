@@ -8,7 +8,8 @@ read) and the newest run of each seed with exactly those settings. A seed is the
 run with other settings mixed in, is an error that names what differs.
 
 It writes markdown between ``<!-- results:<block> begin -->`` and ``<!-- results:<block> end -->``
-markers (the rest of each file is left as it is): ``summary`` (mean ± sd over seeds per model,
+markers (the rest of each file is left as it is): ``tuning`` (the newest tuning study of each
+task, from its trial runs), ``summary`` (mean ± sd over seeds per model,
 test set and metric, plus teacher ensembles and the demo's Bayes ceiling), ``claims`` (MIND minus
 each other model per test set: mean ± sd of the difference over seeds, the seeds where MIND is
 ahead, and where the paired 95 % interval excludes 0 either way), ``seeds`` (every seed's scores with
@@ -331,6 +332,65 @@ def cost_line(results: Sequence[SeedRuns]) -> str:
     return "\n".join(f"- {p}" for p in parts)
 
 
+def tuning_table(client: mlflow.MlflowClient, base_experiment: str, tasks: Iterable[str]) -> str:
+    """Per task and method, the newest tuning study from its trial runs (``mindkd.tracking.trials``):
+    trials, their states, the best and median val score and the best trial's values."""
+    from mindkd.tracking.trials import TAG_PARENT, TAG_STATE, TAG_STUDY
+
+    lines = [
+        "| task | method | trials | complete | pruned | best val score | median (complete) | "
+        "best trial's values |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        experiment = client.get_experiment_by_name(task_experiment(base_experiment, task))
+        if experiment is None:
+            continue
+        newest = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{TAG_STUDY}` LIKE '{task}.tune.%'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not newest:
+            lines.append(f"| {task} | – | no tuning study in the store | | | | | |")
+            continue
+        parent = newest[0].data.tags[TAG_PARENT]
+        trials = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{TAG_PARENT}` = '{parent}'",
+            max_results=5000,
+        )
+        by_method: dict[str, list[Run]] = {}
+        for trial in trials:
+            by_method.setdefault(trial.data.tags[TAG_STUDY].rsplit(".", 1)[-1], []).append(trial)
+        for method in MODELS:
+            runs = by_method.get(method, [])
+            complete = [r for r in runs if r.data.tags.get(TAG_STATE) == "complete"]
+            pruned = sum(r.data.tags.get(TAG_STATE) == "pruned" for r in runs)
+            if not complete:
+                continue
+            scores = pd.Series([r.data.metrics["tune/score"] for r in complete])
+            best = complete[int(scores.idxmax())]
+            values = ", ".join(
+                f"{key.rsplit('.', 1)[-1] if key.startswith('baselines.') else key}={_short(v)}"
+                for key, v in sorted(best.data.params.items())
+            )
+            lines.append(
+                f"| {task} | {LABELS[method]} | {len(runs)} | {len(complete)} | {pruned} | "
+                f"{scores.max():.3f} | {scores.median():.3f} | {values} |"
+            )
+    return "\n".join(lines)
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.3g}"
+
+
 def blocks(results: Sequence[SeedRuns]) -> dict[str, str]:
     """The markdown of every block, by name."""
     seeds = "\n\n".join(f"#### {s.task}\n\n{seeds_table(s)}" for s in results)
@@ -368,6 +428,9 @@ def write_blocks(path: Path, texts: Mapping[str, str]) -> list[str]:
     return replaced
 
 
-def collect(uri: str, base_experiment: str, tasks: Iterable[str], min_seeds: int) -> list[SeedRuns]:
+def collect(uri: str, base_experiment: str, tasks: Iterable[str], min_seeds: int) -> dict[str, str]:
+    """Every block (``blocks``, plus ``tuning``) from the store at ``uri``."""
     client = mlflow.MlflowClient(tracking_uri=uri)
-    return [select_seed_runs(client, base_experiment, task, min_seeds) for task in tasks]
+    tasks = list(tasks)
+    found = [select_seed_runs(client, base_experiment, task, min_seeds) for task in tasks]
+    return blocks(found) | {"tuning": tuning_table(client, base_experiment, tasks)}
