@@ -24,11 +24,14 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache/cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-data real-demo test test-fast lint format viz mlflow-ui compare bench clean-data help
+.PHONY: setup demo demo-data real-demo tune seeds results test test-fast lint format viz mlflow-ui compare bench clean-data help
 
 help:
 	@echo "make demo      generate the demo data (if absent), run the whole pipeline, register the best students"
 	@echo "make real-demo the same on the real MIMIC-IV demo (MIMIC_DEMO_DIR=... or a PhysioNet download)"
+	@echo "make tune      search every method's settings on val (Optuna; after make demo)"
+	@echo "make seeds     the distill stage again for SEEDS (default 1 2 3 4), reusing the cache"
+	@echo "make results   docs/results.md and README's results from the tracked seed runs"
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check + format check"
 	@echo "make viz       kedro-viz on http://127.0.0.1:4141"
@@ -64,6 +67,21 @@ real-demo: setup
 	$(BIN)/kedro run --env real_demo
 	$(BIN)/python -m mindkd.tracking --env real_demo register --task ihm --metric best/val/loss
 	$(BIN)/python -m mindkd.tracking --env real_demo register --task pheno --metric best/val/loss
+
+# The results pages (docs/results.md): after `make demo` (seed 0), `make seeds` adds seeds 1-4 from
+# the same logit cache; `make results` rewrites the marked blocks of docs/results.md and README.md
+# from the MLflow runs. `make tune` is the val-split search whose values conf/base holds.
+SEEDS ?= 1 2 3 4
+tune: setup
+	$(BIN)/kedro run --pipelines tune
+
+seeds: setup
+	for s in $(SEEDS); do \
+		$(BIN)/kedro run --pipelines distill --params "ihm.distill.fit.seed=$$s,pheno.distill.fit.seed=$$s" || exit 1; \
+	done
+
+results: setup
+	$(BIN)/python -m mindkd.tracking results --min-seeds 5 --write docs/results.md README.md
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

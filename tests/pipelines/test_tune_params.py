@@ -105,7 +105,11 @@ def test_an_unknown_method_or_an_empty_space_is_refused(base: dict[str, Any]) ->
 
 # ------------------------------------------------------------------ the settings reach the cards
 def _distill(base: dict[str, Any], **baselines: Any) -> DistillParams:
+    """The committed ihm distill block without the baselines' own settings, then ``baselines``."""
     params = copy.deepcopy(base["ihm"]["distill"])
+    params["baselines"].pop("no_kd", None)
+    for block in params["baselines"].values():
+        block.pop("fit", None)
     for name, update in baselines.items():
         params["baselines"].setdefault(name, {}).update(update)
     return DistillParams.model_validate(params)

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from kedro_harness import ProjectRun, make_project_run
+from kedro_harness import PROJECT_ROOT, ProjectRun, make_project_run
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.tune import create_pipeline
 from mindkd.tracking.trials import TAG_PARENT
@@ -40,7 +40,9 @@ def test_no_node_of_the_tune_stage_reads_the_test_split() -> None:
 
 def test_tune_is_not_part_of_the_default_run() -> None:
     from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
 
+    bootstrap_project(PROJECT_ROOT)
     default = {n.name for n in pipelines["__default__"].nodes}
     assert not any(".tune." in name for name in default)
     assert {n.name for n in pipelines["tune"].nodes} - default  # and it is registered
