@@ -93,6 +93,8 @@ def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> 
         in text["claims"]
     )
     assert "| mind | full | 2 | 0.720 [0.670, 0.770]" in text["seeds"]
+    assert "AUPRC" in text["claims"] and "AUPRC" not in text["headline"]
+    assert "| ihm | full | AUROC | zero-filled | +0.070 ± 0.020 | 3/3 |" in text["headline"]
 
 
 def test_too_few_seeds_with_the_newest_settings_is_an_error_naming_what_differs(store) -> None:

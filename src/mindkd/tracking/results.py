@@ -12,7 +12,8 @@ markers (the rest of each file is left as it is): ``tuning`` (the newest tuning 
 task, from its trial runs), ``summary`` (mean ± sd over seeds per model,
 test set and metric, plus teacher ensembles and the demo's Bayes ceiling), ``claims`` (MIND minus
 each other model per test set: mean ± sd of the difference over seeds, the seeds where MIND is
-ahead, and where the paired 95 % interval excludes 0 either way), ``seeds`` (every seed's scores with
+ahead, and where the paired 95 % interval excludes 0 either way; ``headline``: its AUROC rows),
+``seeds`` (every seed's scores with
 their intervals) and ``provenance`` (the runs, commits and cache version).
 """
 
@@ -248,14 +249,14 @@ def claims(seeds: SeedRuns) -> list[Claim]:
     return out
 
 
-def claims_table(results: Sequence[SeedRuns]) -> str:
+def claims_table(results: Sequence[SeedRuns], metrics: Sequence[str] = METRICS) -> str:
     lines = [
         "| task | test set | metric | MIND − | mean ± sd over seeds | MIND ahead | "
         "interval > 0 | interval < 0 | reading |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for seeds in results:
-        for claim in claims(seeds):
+        for claim in (c for c in claims(seeds) if c.metric in metrics):
             series = pd.Series(claim.differences)
             spread = f"{series.mean():+.3f} ± {series.std():.3f}" if claim.n > 1 else "–"
             lines.append(
@@ -405,6 +406,7 @@ def blocks(results: Sequence[SeedRuns]) -> dict[str, str]:
     return {
         "summary": summary,
         "claims": claims_table(results),
+        "headline": claims_table(results, ("auroc",)),
         "seeds": seeds,
         "provenance": provenance(results),
     }
