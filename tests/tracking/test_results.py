@@ -121,6 +121,10 @@ def test_the_command_fills_only_the_marked_blocks(store, tmp_path: Path) -> None
     assert text.startswith("# Results\nhand-written text\n<!-- results:claims begin -->\n| task |")
     assert text.endswith("<!-- results:claims end -->\nmore text\n")
     assert "old" not in text
+    page.write_text("<!-- results:seeds begin -->\n<!-- results:seeds end -->\n")  # empty block
+    assert main([*argv, "--min-seeds", "3", "--write", str(page)]) == 0
+    assert page.read_text().startswith("<!-- results:seeds begin -->\n#### ihm")
+    assert page.read_text().endswith("|\n<!-- results:seeds end -->\n")
     assert main([*argv, "--min-seeds", "4", "--write", str(page)]) == 2
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")

@@ -419,9 +419,11 @@ def write_blocks(path: Path, texts: Mapping[str, str]) -> list[str]:
     replaced = []
     for name, text in texts.items():
         pattern = re.compile(
-            rf"(<!-- results:{name} begin -->\n).*?(\n<!-- results:{name} end -->)", re.DOTALL
+            rf"(<!-- results:{name} begin -->\n)(?:.*?\n)?(<!-- results:{name} end -->)", re.DOTALL
         )
-        content, count = pattern.subn(lambda m, t=text: m.group(1) + t + m.group(2), content)
+        content, count = pattern.subn(
+            lambda m, t=text: m.group(1) + t.rstrip("\n") + "\n" + m.group(2), content
+        )
         if count:
             replaced.append(name)
     if not replaced:
