@@ -223,6 +223,10 @@ class Claim:
             return "MIND worse in most seeds"
         if self.above == 0 and self.below == 0:
             return "no difference shown: every interval includes 0"
+        if self.below == 0:
+            return "MIND ahead where shown, but most intervals include 0"
+        if self.above == 0:
+            return "MIND behind where shown, but most intervals include 0"
         return "mixed: intervals on both sides of 0"
 
 
