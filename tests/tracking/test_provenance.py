@@ -180,3 +180,17 @@ def test_runtime_params_option_flattens_sorted() -> None:
 )
 def test_is_sequential(runner: str | None, sequential: bool) -> None:
     assert is_sequential({"runner": runner}) is sequential
+
+
+@needs_git
+def test_the_files_a_run_writes_beside_the_project_do_not_make_it_dirty() -> None:
+    """The MLflow store's lock (``tracking.locks.store_lock``) sits next to ``mlflow.db`` in the
+    project root; untracked and not ignored, it marked every run ``git_dirty: true``."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in (".mlflow.db.lock", ".mlflow-real-demo.db.lock", "mlflow.db", "data/x.parquet"):
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", name], cwd=root, check=False
+        ).returncode
+        assert ignored == 0, f"{name} is not ignored by .gitignore"

@@ -129,3 +129,27 @@ def test_the_command_fills_only_the_marked_blocks(store, tmp_path: Path) -> None
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert main([*argv, "--min-seeds", "3", "--write", str(plain)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("lows", "highs", "verdict"),
+    [
+        ((0.1, 0.1, 0.1), (0.3, 0.3, 0.3), "MIND better: every"),
+        ((0.1, 0.1, -0.1), (0.3, 0.3, 0.3), "MIND better in most"),
+        ((0.1, -0.1, -0.1), (0.3, 0.3, 0.3), "MIND ahead where shown, but most"),
+        ((-0.1, -0.1, -0.1), (0.3, 0.3, 0.3), "no difference shown"),
+        ((0.1, -0.3, -0.1), (0.3, -0.1, 0.3), "mixed"),
+        ((-0.3, -0.3, -0.3), (-0.1, -0.1, 0.3), "MIND worse in most"),
+    ],
+)
+def test_the_verdict_follows_the_intervals(lows, highs, verdict: str) -> None:
+    claim = results.Claim("ihm", "full", "auroc", "no_kd", (0.2, 0.0, 0.1), lows, highs)
+    assert claim.verdict().startswith(verdict)
+
+
+def test_the_tuning_block_alone_needs_no_seed_runs(store) -> None:
+    uri, _, _ = store
+    texts = results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuning"])
+    assert list(texts) == ["tuning"] and "no tuning study" in texts["tuning"]
+    with pytest.raises(results.ResultsError, match="unknown block"):
+        results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuned"])

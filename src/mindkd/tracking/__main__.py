@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="files whose <!-- results:<block> begin/end --> blocks are replaced "
         "(default: print every block)",
     )
+    results.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="these blocks only (tuning, summary, claims, headline, seeds, provenance); "
+        "`--only tuning` needs no seed runs",
+    )
     return parser
 
 
@@ -119,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stale":
             return _stale(uri, experiment, close=args.close, force=args.force)
         if args.command == "results":
-            return _results(uri, experiment, args.task, args.min_seeds, args.write)
+            return _results(uri, experiment, args.task, args.min_seeds, args.write, args.only)
         if args.command == "compare":
             models = [m.strip() for m in args.models.split(",") if m.strip()]
             table = compare_runs(
@@ -156,13 +163,18 @@ def _register(uri: str, task: str, metric: str | None) -> int:
     return 0
 
 
-def _results(
-    uri: str, experiment: str, task: str | None, min_seeds: int, files: Sequence[Path] | None
+def _results(  # noqa: PLR0917 - the subcommand's arguments
+    uri: str,
+    experiment: str,
+    task: str | None,
+    min_seeds: int,
+    files: Sequence[Path] | None,
+    only: Sequence[str] | None,
 ) -> int:
     from mindkd.tracking import results
 
     try:
-        texts = results.collect(uri, experiment, [task] if task else TASKS, min_seeds)
+        texts = results.collect(uri, experiment, [task] if task else TASKS, min_seeds, only)
         if not files:
             for name, text in texts.items():
                 sys.stdout.write(f"<!-- results:{name} -->\n{text}\n\n")

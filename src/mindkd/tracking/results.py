@@ -212,22 +212,18 @@ class Claim:
         return sum(high < 0 for high in self.highs)
 
     def verdict(self) -> str:
-        """The claim the intervals allow, in words."""
-        if self.above == self.n:
-            return "MIND better: every seed's interval above 0"
-        if self.below == self.n:
-            return "MIND worse: every seed's interval below 0"
-        if self.above > self.n / 2 and self.below == 0:
-            return "MIND better in most seeds"
-        if self.below > self.n / 2 and self.above == 0:
-            return "MIND worse in most seeds"
-        if self.above == 0 and self.below == 0:
-            return "no difference shown: every interval includes 0"
-        if self.below == 0:
-            return "MIND ahead where shown, but most intervals include 0"
-        if self.above == 0:
-            return "MIND behind where shown, but most intervals include 0"
-        return "mixed: intervals on both sides of 0"
+        """The claim the intervals allow, in words (the first rule that holds)."""
+        n, above, below = self.n, self.above, self.below
+        rules = (
+            (above == n, "MIND better: every seed's interval above 0"),
+            (below == n, "MIND worse: every seed's interval below 0"),
+            (above > n / 2 and below == 0, "MIND better in most seeds"),
+            (below > n / 2 and above == 0, "MIND worse in most seeds"),
+            (above == 0 and below == 0, "no difference shown: every interval includes 0"),
+            (below == 0, "MIND ahead where shown, but most intervals include 0"),
+            (above == 0, "MIND behind where shown, but most intervals include 0"),
+        )
+        return next((text for holds, text in rules if holds), "mixed: intervals on both sides of 0")
 
 
 def claims(seeds: SeedRuns) -> list[Claim]:
@@ -436,9 +432,29 @@ def write_blocks(path: Path, texts: Mapping[str, str]) -> list[str]:
     return replaced
 
 
-def collect(uri: str, base_experiment: str, tasks: Iterable[str], min_seeds: int) -> dict[str, str]:
-    """Every block (``blocks``, plus ``tuning``) from the store at ``uri``."""
+BLOCKS = ("tuning", "summary", "claims", "headline", "seeds", "provenance")
+
+
+def collect(
+    uri: str,
+    base_experiment: str,
+    tasks: Iterable[str],
+    min_seeds: int,
+    only: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """The blocks ``only`` names (default every one of ``BLOCKS``) from the store at ``uri``.
+
+    ``tuning`` alone needs no seed runs: the study may live in another store than the seeds."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     tasks = list(tasks)
-    found = [select_seed_runs(client, base_experiment, task, min_seeds) for task in tasks]
-    return blocks(found) | {"tuning": tuning_table(client, base_experiment, tasks)}
+    wanted = list(only or BLOCKS)
+    unknown = sorted(set(wanted) - set(BLOCKS))
+    if unknown:
+        raise ResultsError(f"unknown block(s) {unknown}; blocks: {', '.join(BLOCKS)}")
+    texts: dict[str, str] = {}
+    if "tuning" in wanted:
+        texts["tuning"] = tuning_table(client, base_experiment, tasks)
+    if set(wanted) - {"tuning"}:
+        found = [select_seed_runs(client, base_experiment, task, min_seeds) for task in tasks]
+        texts |= blocks(found)
+    return {name: texts[name] for name in wanted}
