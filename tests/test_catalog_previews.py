@@ -59,6 +59,9 @@ AGGREGATES = frozenset(
         "{task}.teacher_report",
         "{task}.teacher_report_table",
         "{task}.teacher_training_curves_plot",
+        "{task}.tune.{method}.trials",  # searched values, state, val score, epochs: no id
+        "{task}.tune.tuned_parameters",  # settings only
+        "{task}.tune.report",  # the study's scores and settings
     }
 )
 

@@ -79,3 +79,30 @@ def test_a_relative_sqlite_store_is_anchored_at_the_project_not_the_cwd(
     anchor_tracking_uri(loader, tmp_path / "project")
     assert loader["mlflow"]["server"]["mlflow_tracking_uri"] == "sqlite:////srv/runs.db"
     assert not list(elsewhere.iterdir())  # nothing was created in the working directory
+
+
+def test_a_signal_lost_in_a_finaliser_is_raised_at_the_next_node_boundary() -> None:
+    """A Ctrl-C whose KeyboardInterrupt a ``__del__`` swallowed still stops the run."""
+    import gc
+    import signal
+
+    from mindkd import hooks
+
+    class Finaliser:
+        def __del__(self) -> None:
+            hooks._interrupt_on_sigint(signal.SIGINT, None)  # raised here, and dropped by Python
+
+    hooks._INTERRUPTS.clear()
+    try:
+        Finaliser()
+        gc.collect()
+        assert hooks._INTERRUPTS == [signal.SIGINT]  # the run would have gone on
+        with pytest.raises(KeyboardInterrupt):
+            hooks._raise_if_interrupted()
+        hooks._INTERRUPTS[:] = [signal.SIGTERM]
+        with pytest.raises(SystemExit) as exited:
+            hooks._raise_if_interrupted()
+        assert exited.value.code == 128 + signal.SIGTERM
+    finally:
+        hooks._INTERRUPTS.clear()
+    hooks._raise_if_interrupted()  # nothing received: nothing raised

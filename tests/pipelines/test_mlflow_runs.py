@@ -52,7 +52,10 @@ def test_a_multi_task_chain_has_a_chain_run_and_a_run_per_task_experiment(
     for task in TASKS:
         run = model_runs[task]
         assert run["status"] == "FINISHED" and chain["status"] == "FINISHED"
-        assert run["tags.mlflow.runName"] == f"teachers+distill {task} · concat · α=0.5 · seed 0"
+        alpha = float(run[f"params.{task}.distill.alpha"])  # the config's (tuned) value
+        assert (
+            run["tags.mlflow.runName"] == f"teachers+distill {task} · concat · α={alpha:g} · seed 0"
+        )
         params, metrics = _prefixed(run, "params"), _prefixed(run, "metrics")
         assert all(p.startswith(f"{task}.") for p in params)
         assert all(m.startswith(f"{task}.") for m in metrics)
@@ -123,13 +126,21 @@ def test_compare_and_diff_read_the_chain(model_run: ProjectRun, model_runs) -> N
     ihm = table.set_index("task").loc["ihm"]
     run = model_runs["ihm"]
     assert ihm["run_id"] == run["run_id"]
-    assert (ihm["alpha"], ihm["temperature"], ihm["fusion"], ihm["seed"]) == (0.5, 2.0, "concat", 0)
+    recorded = (
+        float(run["params.ihm.distill.alpha"]),
+        float(run["params.ihm.distill.temperature"]),
+    )
+    assert (ihm["alpha"], ihm["temperature"], ihm["fusion"], ihm["seed"]) == (
+        *recorded,
+        "concat",
+        0,
+    )
     for column in ("mind.paired.routed.auroc", "no_kd.full.routed.auprc_high"):
         assert ihm[column] == pytest.approx(run[f"metrics.ihm.distill.{column}"])
     assert ihm["logit_cache"] == run["tags.mindkd.logit_cache_version"]
     diff = diff_runs(model_run.tracking_uri, run["run_id"], model_runs["pheno"]["run_id"])
     row = diff.set_index("name").loc["ihm.distill.alpha"]
-    assert row["a"] == "0.5" and pd.isna(row["b"])
+    assert row["a"] == run["params.ihm.distill.alpha"] and pd.isna(row["b"])
     # both caches were written by this session: one version (its timestamp), no difference
     assert "mindkd.logit_cache_version" not in set(diff["name"])
     assert {"pheno.distill.alpha", "ihm.teachers.ehr.fit.epochs"} <= set(diff["name"])

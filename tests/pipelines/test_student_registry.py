@@ -39,7 +39,8 @@ def test_registered_champion_serves_the_test_stays_as_the_pipeline_predicted(
     assert list(served.columns) == ["stay_id", "head", *labels]
     paired = test["dicom_id"].notna().to_numpy()
     assert paired.any() and (~paired).any()
-    assert list(served["head"]) == ["fused" if p else "ehr" for p in paired]
+    routing = catalog.load(f"{task}.distill.mind.spec")["routing"]  # fused | mean (pheno: tuned)
+    assert list(served["head"]) == [routing if p else "ehr" for p in paired]
     predictions = catalog.load(f"{task}.distill.mind_predictions")
     routed = predictions[predictions["head"] == "routed"].set_index("stay_id")
     logits = routed.loc[test["stay_id"], [f"logit_{k}" for k in range(len(labels))]].to_numpy()

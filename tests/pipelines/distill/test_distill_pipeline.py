@@ -290,7 +290,9 @@ def test_project_config_validates_and_resolves(tmp_path: Path) -> None:
     validated = ParameterValidator({"distill": pipeline}).validate_raw_params(
         override["parameters"]
     )
-    for task, alpha in (("ihm", 0.3), ("pheno", 0.5)):
+    committed = loader({})["parameters"]["pheno"]["distill"]["alpha"]  # pheno's own, untouched
+    assert committed != 0.3
+    for task, alpha in (("ihm", 0.3), ("pheno", committed)):
         params = validated[task]["distill"]
         assert isinstance(params, DistillParams) and params.alpha == alpha
         assert params.evaluation.n_bootstrap >= 1000 and params.evaluation.latency.samples >= 50
