@@ -245,6 +245,8 @@ def test_a_local_file_setting_the_same_key_is_refused(tmp_path: Path) -> None:
     extra = {"ihm": {"distill": {"lambda_ehr": 0.3}}, "cxr": {"scratch_dir": "/scratch"}}
     conf = _conf(tmp_path / "extra", {LOCAL_NAME: REAL_SCALE, "parameters_mine.yml": extra})
     raw = _loader(conf)["parameters"]
-    assert raw["ihm"]["distill"]["lambda_ehr"] == 0.3 and raw["pheno"]["distill"]["lambda_ehr"] == 1.0
+    assert (
+        raw["ihm"]["distill"]["lambda_ehr"] == 0.3 and raw["pheno"]["distill"]["lambda_ehr"] == 1.0
+    )
     assert raw["cxr"]["scratch_dir"] == "/scratch"
     assert raw["ihm"]["distill"]["student"]["cxr_encoder"]["settings"]["width"] == 0.5
