@@ -121,3 +121,14 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
         out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
     return out
+
+
+def test_the_results_page_reads_the_study_from_its_trial_runs(tune_run: ProjectRun) -> None:
+    from mindkd.tracking import results
+
+    client = mlflow.MlflowClient(tune_run.tracking_uri)
+    table = results.tuning_table(client, "mindkd", ["ihm"])
+    assert table is not None
+    for method in METHODS:
+        assert f"| ihm | {results.LABELS[method]} | 2 |" in table
+    assert results.tuning_table(client, "mindkd", ["pheno"]) is None  # pheno was not tuned

@@ -74,7 +74,7 @@ def store(tmp_path: Path) -> tuple[str, mlflow.MlflowClient, str]:
 
 
 def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> None:
-    _, client, experiment = store
+    uri, client, experiment = store
     # started in the order 2, 0, 1: a seed is what the run records, not where it comes
     _run(client, experiment, 2, 0.72, start=1)
     _run(client, experiment, 0, 0.70, start=2)
@@ -83,6 +83,7 @@ def test_seeds_are_read_from_each_run_and_other_settings_are_left_out(store) -> 
     _run(client, experiment, 1, 0.99, start=5, evaluated=False)  # never evaluated
     newest = _run(client, experiment, 1, 0.74, start=6)  # a re-run of seed 1: the newest counts
     seeds = results.select_seed_runs(client, "mindkd", "ihm", min_seeds=3)
+    assert "tuning" not in results.collect(uri, "mindkd", ["ihm"], min_seeds=3)  # no study here
     assert seeds.seeds == [0, 1, 2]
     assert seeds.runs[1].info.run_id == newest
     assert seeds.metric("mind.full.routed.auroc") == [0.70, 0.74, 0.72]
@@ -149,7 +150,7 @@ def test_the_verdict_follows_the_intervals(lows, highs, verdict: str) -> None:
 
 def test_the_tuning_block_alone_needs_no_seed_runs(store) -> None:
     uri, _, _ = store
-    texts = results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuning"])
-    assert list(texts) == ["tuning"] and "no tuning study" in texts["tuning"]
+    with pytest.raises(results.ResultsError, match="no tuning study of ihm"):
+        results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuning"])
     with pytest.raises(results.ResultsError, match="unknown block"):
         results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuned"])

@@ -73,6 +73,11 @@ class SeedRuns:
         return [float(run.data.metrics.get(key, math.nan)) for run in self.runs]
 
 
+def _experiment_id(client: mlflow.MlflowClient, base_experiment: str, task: str) -> str | None:
+    experiment = client.get_experiment_by_name(task_experiment(base_experiment, task))
+    return None if experiment is None else str(experiment.experiment_id)
+
+
 def seed_of(run: Run, task: str) -> int:
     value = run.data.params.get(f"{task}.distill.fit.seed")
     if value is None:
@@ -96,11 +101,11 @@ def select_seed_runs(
     client: mlflow.MlflowClient, base_experiment: str, task: str, min_seeds: int
 ) -> SeedRuns:
     """The newest evaluated run's settings, and the newest run of each seed that has them."""
-    experiment = client.get_experiment_by_name(task_experiment(base_experiment, task))
+    experiment = _experiment_id(client, base_experiment, task)
     if experiment is None:
         raise ResultsError(f"no experiment {task_experiment(base_experiment, task)!r} in the store")
     runs = client.search_runs(
-        [experiment.experiment_id],
+        [experiment],
         filter_string=f"tags.`{TAG_EVALUATED}` = 'true' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1000,
@@ -333,9 +338,12 @@ def cost_line(results: Sequence[SeedRuns]) -> str:
     return "\n".join(f"- {p}" for p in parts)
 
 
-def tuning_table(client: mlflow.MlflowClient, base_experiment: str, tasks: Iterable[str]) -> str:
+def tuning_table(
+    client: mlflow.MlflowClient, base_experiment: str, tasks: Iterable[str]
+) -> str | None:
     """Per task and method, the newest tuning study from its trial runs (``mindkd.tracking.trials``):
-    trials, their states, the best and median val score and the best trial's values."""
+    trials, their states, the best and median val score and the best trial's values; None when
+    the store holds no study of any of ``tasks``."""
     from mindkd.tracking.trials import TAG_PARENT, TAG_STATE, TAG_STUDY
 
     lines = [
@@ -343,12 +351,13 @@ def tuning_table(client: mlflow.MlflowClient, base_experiment: str, tasks: Itera
         "best trial's values |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    studies = 0
     for task in tasks:
-        experiment = client.get_experiment_by_name(task_experiment(base_experiment, task))
+        experiment = _experiment_id(client, base_experiment, task)
         if experiment is None:
             continue
         newest = client.search_runs(
-            [experiment.experiment_id],
+            [experiment],
             filter_string=f"tags.`{TAG_STUDY}` LIKE '{task}.tune.%'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
@@ -356,9 +365,10 @@ def tuning_table(client: mlflow.MlflowClient, base_experiment: str, tasks: Itera
         if not newest:
             lines.append(f"| {task} | – | no tuning study in the store | | | | | |")
             continue
+        studies += 1
         parent = newest[0].data.tags[TAG_PARENT]
         trials = client.search_runs(
-            [experiment.experiment_id],
+            [experiment],
             filter_string=f"tags.`{TAG_PARENT}` = '{parent}'",
             max_results=5000,
         )
@@ -381,7 +391,7 @@ def tuning_table(client: mlflow.MlflowClient, base_experiment: str, tasks: Itera
                 f"| {task} | {LABELS[method]} | {len(runs)} | {len(complete)} | {pruned} | "
                 f"{scores.max():.3f} | {scores.median():.3f} | {values} |"
             )
-    return "\n".join(lines)
+    return "\n".join(lines) if studies else None
 
 
 def _short(value: str) -> str:
@@ -444,7 +454,9 @@ def collect(
 ) -> dict[str, str]:
     """The blocks ``only`` names (default every one of ``BLOCKS``) from the store at ``uri``.
 
-    ``tuning`` alone needs no seed runs: the study may live in another store than the seeds."""
+    ``tuning`` alone needs no seed runs: the study may live in another store than the seeds. A
+    store without a study leaves the tuning block out (and the page's block as it was), unless it
+    was asked for by name, which is an error."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     tasks = list(tasks)
     wanted = list(only or BLOCKS)
@@ -453,8 +465,12 @@ def collect(
         raise ResultsError(f"unknown block(s) {unknown}; blocks: {', '.join(BLOCKS)}")
     texts: dict[str, str] = {}
     if "tuning" in wanted:
-        texts["tuning"] = tuning_table(client, base_experiment, tasks)
+        table = tuning_table(client, base_experiment, tasks)
+        if table is not None:
+            texts["tuning"] = table
+        elif only:
+            raise ResultsError(f"no tuning study of {', '.join(tasks)} in {uri}")
     if set(wanted) - {"tuning"}:
         found = [select_seed_runs(client, base_experiment, task, min_seeds) for task in tasks]
         texts |= blocks(found)
-    return {name: texts[name] for name in wanted}
+    return {name: texts[name] for name in wanted if name in texts}
