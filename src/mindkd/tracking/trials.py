@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
-import optuna
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from mindkd.tracking.runs import TAG_HOST, TAG_PID
-from mindkd.training.tuning import TrialRecord, Untracked
+from mindkd.training.tuning import Pruned, TrialRecord, Untracked
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class TrialRuns:
         try:
             yield record
             status = RunStatus.FINISHED
-        except optuna.TrialPruned:
+        except Pruned:
             status = RunStatus.FINISHED
             raise
         except (KeyboardInterrupt, SystemExit):

@@ -1,4 +1,4 @@
-"""Hyperparameter search on the val split with Optuna, every trial an MLflow child run.
+"""Hyperparameter search on the val split with Optuna.
 
 A *search space* maps dotted parameter keys (``fit.lr``, ``baselines.no_kd.head_dropout``) to a
 distribution (``Distribution``: a float or int range, linear or log, or a list of choices). A study
@@ -12,6 +12,9 @@ error, so a misspelt search key never becomes a silently ignored setting).
 
 Where trials are recorded is the caller's (``TrialRecorder``): ``mindkd.tracking.trials.TrialRuns``
 makes each an MLflow child run of the active run.
+
+Optuna is imported when a study runs, not with this module: the project's parameter schema
+imports ``Distribution`` and ``StudySettings`` in every Kedro session.
 """
 
 from __future__ import annotations
@@ -22,19 +25,25 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import optuna
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+if TYPE_CHECKING:
+    import optuna
+
 logger = logging.getLogger(__name__)
 
-Reporter = Callable[[int, float], None]  # (epoch, val score): may raise optuna.TrialPruned
+Reporter = Callable[[int, float], None]  # (epoch, val score): may raise Pruned
+
+
+class Pruned(Exception):
+    """Raised by a study's ``report`` when the pruner stops the trial."""
 
 
 class Distribution(BaseModel):
-    """One searched key: ``low``/``high`` (``log`` scale, ``step`` for ints) or ``choices``."""
+    """One searched key: ``low``/``high`` (``log`` scale, ``integer`` draws) or ``choices``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -146,12 +155,14 @@ def run_study(
     """Maximise ``objective(values, report)`` over ``space``; one row per trial.
 
     ``objective`` trains with ``values`` and returns (val score, extra numbers such as the best
-    epoch); it calls ``report(epoch, score)`` after each epoch, which raises ``optuna.TrialPruned``
-    when the pruner stops the trial. Columns: ``trial``, ``state`` (complete | pruned | failed),
+    epoch); it calls ``report(epoch, score)`` after each epoch, which raises ``Pruned`` when the
+    pruner stops the trial. Columns: ``trial``, ``state`` (complete | pruned | failed),
     ``score``, ``seconds``, the extra numbers and one column per searched key.
     """
     if not space:
         raise ValueError(f"{name}: the search space is empty")
+    import optuna
+
     runs = runs or Untracked()
     sampler = optuna.samplers.TPESampler(
         seed=settings.seed, n_startup_trials=settings.startup_trials
@@ -183,6 +194,8 @@ def _one_trial(  # noqa: PLR0917 - the parts of one trial
     monitor: str,
     runs: TrialRecorder,
 ) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
     start = time.perf_counter()
     row: dict[str, Any] = {"trial": trial.number}
     reported: list[float] = []
@@ -194,12 +207,12 @@ def _one_trial(  # noqa: PLR0917 - the parts of one trial
                 reported.append(score)
                 trial.report(score, epoch)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"{name}: pruned after epoch {epoch}")
+                    raise Pruned(f"{name}: pruned after epoch {epoch}")
 
         try:
             score, extra = objective(values, report)
-        except optuna.TrialPruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        except Pruned:
+            study.tell(trial, state=TrialState.PRUNED)
             best = max(reported) if reported else math.nan
             tracked.end("pruned", best, {})
             row |= {"state": "pruned", "score": best}
@@ -208,7 +221,7 @@ def _one_trial(  # noqa: PLR0917 - the parts of one trial
                 study.tell(trial, score)
                 state = "complete"
             else:  # a score Optuna cannot rank (e.g. val had one class): recorded, not ranked
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                study.tell(trial, state=TrialState.FAIL)
                 state = "failed"
             tracked.end(state, score, extra)
             row |= {"state": state, "score": score, **extra}

@@ -20,12 +20,12 @@ import yaml
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import LogitCache
 from mindkd.models.spec import EhrInput, ImageNormaliser
+from mindkd.pipelines.distill.nodes import read_teacher_targets
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.processing.normalise import store_layout
 from mindkd.tasks import TaskParams
 from mindkd.tracking.trials import TrialRuns
 from mindkd.training import students as glue
-from mindkd.training import targets as teacher_targets
 from mindkd.training.tuning import Distribution, Reporter, best_values, run_study, with_values
 
 from .params import TuneParams
@@ -56,33 +56,26 @@ def tune_method(method: str, members: Mapping[str, Sequence[str]]) -> Callable[.
     ) -> pd.DataFrame:
         if method not in tune.spaces:
             raise ValueError(f"{task.name}.tune.spaces has no {method!r}")
-        tune.check_against(params)
         definition = task.definition
         image = ImageNormaliser.model_validate(image_normaliser)
         ehr_input = EhrInput.model_validate(store_layout(timeseries).to_dict())
         targets: dict[str, pd.DataFrame] = {}
         seen = pd.concat([train_samples, val_samples], ignore_index=True)  # never a test row
 
-        def targets_of(combine: str) -> pd.DataFrame:
-            if combine not in targets:
-                targets[combine] = teacher_targets.read_targets(
-                    teacher_logits,
-                    seen,
-                    task=definition.name,
-                    kind=definition.kind,
-                    num_outputs=len(definition.labels),
-                    combine=combine,  # type: ignore[arg-type]
-                    members=members,
-                    fingerprint=input_fingerprint,
+        def targets_of(trial: DistillParams) -> pd.DataFrame:
+            """The distill stage's own KD-target read, once per ensemble rule tried."""
+            if trial.combine not in targets:
+                targets[trial.combine] = read_teacher_targets(
+                    teacher_logits, seen, input_fingerprint, trial, task, members
                 )
-            return targets[combine]
+            return targets[trial.combine]
 
         def objective(
             values: Mapping[str, Any], report: Reporter
         ) -> tuple[float, Mapping[str, float]]:
             trial = tuned_params(params, values)
             spec = trial.model_spec(method, definition, teacher_sizes, image, ehr_input)
-            kd = targets_of(trial.combine) if spec.uses_teachers else None
+            kd = targets_of(trial) if spec.uses_teachers else None
             train = glue.build_dataset(train_samples, spec, timeseries, image_store, kd)
             val = glue.build_dataset(val_samples, spec, timeseries, image_store, kd)
             _, result = glue.train_model(spec, train, val, on_epoch=report)
