@@ -253,3 +253,22 @@ def test_comparison_draws_any_interval_the_bootstrap_can_give() -> None:
     full, paired = (c.lines[2][0].get_segments() for c in _intervals(auroc_ax))
     assert [tuple(s[:, 1]) for s in full] == [pytest.approx((0.72, 0.9))]
     assert [tuple(s[:, 1]) for s in paired] == [pytest.approx((0.5, 0.5))]
+
+
+def test_the_confusion_figure_counts_each_true_class_and_normalises_rows() -> None:
+    from mindkd.evaluation.plots import confusion_figure
+
+    labels = ["a", "b", "c"]
+    y = np.array([0, 0, 1, 2, 2, 2])
+    samples = pd.DataFrame(np.eye(3)[y], columns=labels).assign(key=range(6), kind="paired")
+    z = np.eye(3)[[0, 1, 1, 2, 2, 0]] * 3.0  # rows: a->a, a->b, b->b, c->c, c->c, c->a
+    predictions = pd.DataFrame(z, columns=["logit_0", "logit_1", "logit_2"]).assign(
+        model="m", key=range(6), head="routed"
+    )
+    fig = confusion_figure(predictions, samples, labels, ["m", "absent"])
+    ax = fig.axes[0]
+    shares = ax.images[0].get_array()
+    np.testing.assert_allclose(shares[0], [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(shares[2], [1 / 3, 0.0, 2 / 3])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a (2)", "b (1)", "c (3)"]
+    assert "accuracy 0.667" in ax.get_title()

@@ -194,3 +194,47 @@ def test_the_student_is_contrasted_with_every_other_model_on_the_same_resamples(
     assert versus.loc[("mind", "no_kd")]["difference"] == pytest.approx(
         table.loc["mind", "auroc"] - table.loc["no_kd", "auroc"]
     )
+
+
+def _multiclass_case(seed: int = 5, n: int = 120, k: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    labels = [f"c{j}" for j in range(k)]
+    samples = pd.DataFrame(np.eye(k)[y], columns=labels).assign(
+        key=np.arange(n), kind="paired", subject_id=np.arange(n) // 2
+    )
+    frames = []
+    for model, noise in (("mind", 0.7), ("no_kd", 1.5)):
+        z = rng.normal(scale=noise, size=(n, k))
+        z[np.arange(n), y] += 1.0
+        frame = pd.DataFrame(z, columns=[f"logit_{j}" for j in range(k)])
+        frames.append(frame.assign(model=model, key=np.arange(n), head="routed"))
+    return pd.concat(frames, ignore_index=True), samples
+
+
+def test_a_multiclass_task_gets_the_class_metrics_with_paired_deltas() -> None:
+    """Accuracy, macro-F1 and linear κ of the arg-max class, with intervals and the paired
+    difference to the reference, for a multiclass task only."""
+    from sklearn.metrics import cohen_kappa_score
+
+    predictions, samples = _multiclass_case()
+    labels = ["c0", "c1", "c2", "c3"]
+    scores = score_predictions(
+        predictions, samples, labels, "multiclass", ScoreSettings(seed=1), reference="no_kd"
+    )
+    mind = scores.table.query("model == 'mind' and subset == 'full'").iloc[0]
+    z = predictions.query("model == 'mind'")[[f"logit_{j}" for j in range(4)]].to_numpy()
+    truth = samples[labels].to_numpy().argmax(axis=1)
+    expected = cohen_kappa_score(truth, z.argmax(axis=1), weights="linear", labels=range(4))
+    assert mind["kappa"] == pytest.approx(expected)
+    assert mind["accuracy"] == pytest.approx((z.argmax(axis=1) == truth).mean())
+    for metric in ("accuracy", "macro_f1", "kappa"):
+        assert mind[f"{metric}_low"] < mind[metric] < mind[f"{metric}_high"]
+    delta = scores.differences.query("metric == 'kappa' and subset == 'full'").iloc[0]
+    assert delta["model"] == "mind" and delta["low"] <= delta["difference"] <= delta["high"]
+    assert np.isfinite(delta["low"])  # both models' draws lined up on the same resamples
+    binary = score_predictions(
+        _predictions("a", "routed", [11, 12, 13, 14, 15, 16], S), _samples(), ["y"], "binary",
+        ScoreSettings(),
+    )  # fmt: skip
+    assert "kappa" not in binary.table.columns and "accuracy" not in binary.table.columns

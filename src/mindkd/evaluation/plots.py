@@ -9,7 +9,8 @@ legend gives the macro AUROC / AUPRC of the scores table, the numbers the compar
 * ``roc_pr_figure``, ``reliability_figure``: the test-set evaluation per head;
 * ``training_curves_figure``: train / val loss and val AUROC per epoch, the kept epoch marked;
 * ``cohort_flow_figure``: stays kept after each cohort step, and the final cohort by split;
-* ``comparison_figure``: AUROC / AUPRC bars with bootstrap intervals, full and paired test sets.
+* ``comparison_figure``: AUROC / AUPRC bars with bootstrap intervals, full and paired test sets;
+* ``confusion_figure``: a multiclass task's row-normalised confusion matrix per model.
 """
 
 from __future__ import annotations
@@ -132,6 +133,58 @@ def reliability_figure(
     )
     ax.legend(fontsize="small")
     counts_ax.set(xlabel="mean predicted probability", ylabel="predictions in bin", yscale="log")
+    return fig
+
+
+def confusion_figure(
+    predictions: pd.DataFrame,
+    samples: pd.DataFrame,
+    labels: Sequence[str],
+    models: Sequence[str],
+    *,
+    head: str = "routed",
+    title: str = "",
+) -> Figure:
+    """Confusion matrices of a multiclass task, one panel per model: the arg-max class of
+    ``head`` against the true class on the full test set, each row normalised to 1 (the share of
+    that true class predicted as each class), the count of the row in its label."""
+    keys = subset_keys(samples)["full"]
+    y = samples.set_index("key").loc[keys, list(labels)].to_numpy(dtype=np.float64)
+    known = np.isfinite(y).all(axis=1) & (y.sum(axis=1) == 1.0)
+    true = y[known].argmax(axis=1)
+    k = len(labels)
+    panels = [
+        (model, logits[known].argmax(axis=1))
+        for model in models
+        if (logits := aligned_logits(predictions, model, head, keys)) is not None
+    ]
+    columns = min(3, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / columns))
+    fig = Figure(figsize=(4.6 * columns, 4.2 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    support = np.bincount(true, minlength=k)
+    names = [str(label) for label in labels]
+    image = None
+    for ax, (model, predicted) in zip(axes, panels, strict=False):
+        counts = np.zeros((k, k))
+        np.add.at(counts, (true, predicted), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = counts / counts.sum(axis=1, keepdims=True)
+        image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+        accuracy = float(np.trace(counts) / counts.sum()) if counts.sum() else math.nan
+        ax.set_title(f"{model} (accuracy {accuracy:.3f})", fontsize="medium")
+        ax.set_xticks(range(k), names, rotation=90, fontsize="x-small")
+        ax.set_yticks(
+            range(k),
+            [f"{n} ({c})" for n, c in zip(names, support, strict=True)],
+            fontsize="x-small",
+        )
+        ax.set(xlabel="predicted class", ylabel="true class (test stays)")
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="share of the true class")
+    fig.suptitle(f"{title} confusion matrices, head={head}, full test set, row-normalised")
     return fig
 
 

@@ -3,7 +3,8 @@
 Columns (``routed`` = the prediction each model serves; ``<h>`` in ehr / cxr / fused):
 
     model, subset, n, positives,
-    auroc, auroc_low, auroc_high, auprc, auprc_low, auprc_high, ece      (routed head)
+    auroc, auroc_low, auroc_high, auprc, auprc_low, auprc_high, ece      (routed head;
+    accuracy, macro_f1, kappa with intervals too for a multiclass task)
     auroc_<h>, auroc_<h>_low, auroc_<h>_high, auprc_<h>, ...              (where the head applies)
     delta_auroc, delta_auroc_low, delta_auroc_high, delta_auprc, ...      (minus the reference model)
     parameters, state_dict_mb, latency_p50_ms, latency_p95_ms, teacher_fraction
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .scoring import METRICS, Scores
+from .scoring import ALL_METRICS, Scores
 
 UNIMODAL_HEADS: tuple[str, ...] = ("ehr", "cxr", "fused")
 COST_COLUMNS: tuple[str, ...] = (
@@ -36,7 +37,7 @@ def _metric_block(rows: pd.DataFrame, suffix: str = "") -> dict[str, float]:
     if rows.empty:
         return out
     row = rows.iloc[0]
-    for metric in METRICS:
+    for metric in (m for m in ALL_METRICS if m in row.index):
         for part in ("", "_low", "_high"):
             out[f"{metric}{suffix}{part}"] = float(row[f"{metric}{part}"])
     return out
@@ -128,14 +129,21 @@ def _number(value: object, fmt: str) -> str:
 def to_markdown(
     table: pd.DataFrame, title: str, reference: str = "reference", notes: Sequence[str] = ()
 ) -> str:
-    """A markdown rendering of ``comparison_table``: intervals in brackets, cost in units."""
+    """A markdown rendering of ``comparison_table``: intervals in brackets, cost in units; a
+    multiclass table also shows accuracy, macro-F1 and linearly weighted κ with its Δ."""
+    classes = "kappa" in table.columns
+    scores = [("AUROC", "auroc"), ("AUPRC", "auprc")]
+    if classes:
+        scores += [("accuracy", "accuracy"), ("macro-F1", "macro_f1"), ("κ linear", "kappa")]
+    deltas = [(f"ΔAUROC vs {reference}", "delta_auroc")]
+    if classes:
+        deltas.append((f"Δκ vs {reference}", "delta_kappa"))
     header = [
         "model",
         "subset",
         "n",
-        "AUROC",
-        "AUPRC",
-        f"ΔAUROC vs {reference}",
+        *(name for name, _ in scores),
+        *(name for name, _ in deltas),
         "AUROC ehr",
         "AUROC cxr",
         "AUROC fused",
@@ -150,9 +158,8 @@ def to_markdown(
             str(row["model"]),
             str(row["subset"]),
             str(int(row["n"])),
-            _interval(row, "auroc"),
-            _interval(row, "auprc"),
-            _interval(row, "delta_auroc"),
+            *(_interval(row, key) for _, key in scores),
+            *(_interval(row, key) for _, key in deltas),
             _interval(row, "auroc_ehr"),
             _interval(row, "auroc_cxr"),
             _interval(row, "auroc_fused"),

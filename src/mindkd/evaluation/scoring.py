@@ -12,7 +12,9 @@ modalities) only when it covers every sample of the subset, so all numbers of on
 computed on the same samples. Every model of one subset is scored on the *same* bootstrap resamples
 (``subject_resamples``: by subject, so a subject's stays move together), so differences between
 models get paired intervals.
-AUROC / AUPRC are macro averages over labels for multilabel tasks (``mindkd.training.metrics``).
+AUROC / AUPRC are macro averages over labels for multilabel tasks and one-vs-rest for multiclass
+tasks, which also get accuracy, macro-F1 and linearly weighted κ (``metrics_for``;
+``mindkd.training.metrics``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindkd.models.batch import TaskKind
 from mindkd.training.metrics import (
+    MetricFn,
     Resamples,
+    accuracy,
     auprc,
     auroc,
     bootstrap,
     expected_calibration_error,
+    linear_kappa,
+    macro_f1,
     reliability_table,
 )
 
@@ -40,7 +46,25 @@ from .calibration import calibration_inputs, probabilities
 
 logger = logging.getLogger(__name__)
 
-METRICS = {"auroc": auroc, "auprc": auprc}
+METRICS: dict[str, MetricFn] = {"auroc": auroc, "auprc": auprc}  # every task
+#: Multiclass tasks also: of the arg-max class (mindkd.training.metrics).
+CLASS_METRICS: dict[str, MetricFn] = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    "kappa": linear_kappa,
+}
+ALL_METRICS: tuple[str, ...] = (*METRICS, *CLASS_METRICS)
+
+
+def metrics_for(kind: TaskKind) -> dict[str, MetricFn]:
+    """The metrics scored for a task of ``kind``: AUROC / AUPRC (macro, one-vs-rest for multiclass)
+    and, for multiclass, accuracy, macro-F1 and linearly weighted κ."""
+    return METRICS | CLASS_METRICS if kind == "multiclass" else dict(METRICS)
+
+
+def scored_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics a score table holds (in ``ALL_METRICS`` order)."""
+    return [m for m in ALL_METRICS if m in table.columns]
 
 
 class BootstrapConfig(BaseModel):
@@ -184,13 +208,14 @@ def _score_one(
     """The row of one (model, subset, head), its usable bootstrap draws and its reliability bins.
 
     The draws are kept when they are exactly the ``usable`` resamples of the subset (those where
-    some label has both classes), so they line up with every other model's draws.
+    some label has both classes; every resample for the class metrics), so they line up with every
+    other model's draws.
     """
     probs = probabilities(logits, kind)
     scores = probs if kind == "multiclass" else logits
     row: dict[str, object] = {"n": len(y), "positives": float(np.nansum(y))}
     values: dict[str, np.ndarray] = {}
-    for name, fn in METRICS.items():
+    for name, fn in metrics_for(kind).items():
         result = bootstrap(fn, y, scores, alpha=settings.alpha, resamples=resamples, warn=warn)
         row |= {
             name: result.point,
@@ -198,7 +223,8 @@ def _score_one(
             f"{name}_high": result.high,
             f"{name}_skipped": result.n_skipped,
         }
-        if len(result.values) == usable:
+        lined_up = usable if name in METRICS else resamples.n_resamples
+        if len(result.values) == lined_up:
             values[name] = result.values
     y_cal, p_cal = calibration_inputs(y, probs, kind)
     row["ece"] = expected_calibration_error(y_cal, p_cal, settings.ece_bins)
@@ -247,7 +273,7 @@ def paired_differences(
         if model == reference or (reference, subset, head) not in points.index:
             continue
         ref = points.loc[(reference, subset, head)]
-        for metric in METRICS:
+        for metric in scored_metrics(table):
             a, b = (
                 draws.get((model, subset, head, metric)),
                 draws.get((reference, subset, head, metric)),

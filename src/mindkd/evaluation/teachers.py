@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mindkd.evaluation.scoring import METRICS, subject_resamples
+from mindkd.evaluation.scoring import METRICS, metrics_for, subject_resamples
 from mindkd.io.logit_cache import LogitCache
 from mindkd.models.batch import TaskKind
 from mindkd.training.fit import scores_for_metrics
@@ -67,7 +67,7 @@ def score_split(
             "positives": float(np.nansum(y)),
         }
         scores = scores_for_metrics(z, kind)  # softmax for multiclass, logits otherwise
-        for name, fn in METRICS.items():
+        for name, fn in metrics_for(kind).items():
             result = bootstrap(fn, y, scores, alpha=1.0 - level, resamples=resamples)
             row |= {name: result.point, f"{name}_low": result.low, f"{name}_high": result.high}
             if result.n_skipped == 0:

@@ -9,6 +9,12 @@ AUROC and AUPRC are computed by one sort per label and cumulative sums over tie 
 *weights*; a bootstrap resample is the same computation with the weights given by how often each sample
 was drawn, so 1000 resamples cost one sort and a few ``(R, N)`` array operations per label. Both equal
 scikit-learn's ``roc_auc_score`` / ``average_precision_score`` (ties included; tested).
+
+Multiclass tasks also get the metrics a length-of-stay reader expects, of the arg-max prediction:
+``accuracy``, ``macro_f1`` and ``linear_kappa`` (Cohen's κ with linear weights over the ordered
+classes, as mimic3-benchmarks reports). Each is a function of the (weighted) confusion matrix, so a
+bootstrap resample is one ``(R, N) @ (N, K²)`` product; they equal scikit-learn's ``accuracy_score``,
+``f1_score(average="macro")`` and ``cohen_kappa_score(weights="linear", labels=range(K))`` (tested).
 """
 
 from __future__ import annotations
@@ -186,6 +192,81 @@ def auprc(y: np.ndarray, scores: np.ndarray) -> float:
     return auprc_labelwise(y, scores).value
 
 
+def class_pairs(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(true, predicted, K)`` class indices of a multiclass task: the rows with a known class
+    (index labels or one-hot rows), the prediction the arg-max of the scores."""
+    y2, s2 = as_label_matrix(y, scores)
+    k = s2.shape[1]
+    if k < 2:
+        raise ValueError("class metrics need a multiclass task (K >= 2 scores per row)")
+    known = np.isfinite(y2).all(axis=1) & (y2.sum(axis=1) == 1.0)
+    true = np.full(len(y2), -1, dtype=np.int64)
+    true[known] = y2[known].argmax(axis=1)
+    return true, s2.argmax(axis=1).astype(np.int64), k
+
+
+def _confusions(true: np.ndarray, pred: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
+    """``(r, K, K)`` weighted confusion counts [true, predicted], one per row of ``w (r, n)``;
+    rows whose class is unknown (``true < 0``) count nowhere."""
+    known = true >= 0
+    cells = np.zeros((len(true), k * k))
+    cells[np.flatnonzero(known), true[known] * k + pred[known]] = 1.0
+    return (w @ cells).reshape(-1, k, k)
+
+
+def _accuracy_of(c: np.ndarray) -> np.ndarray:
+    total = c.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.trace(c, axis1=1, axis2=2) / total, np.nan)
+
+
+def _macro_f1_of(c: np.ndarray) -> np.ndarray:
+    """Mean F1 over the classes that occur as truth or prediction (scikit-learn's ``macro``)."""
+    tp = np.diagonal(c, axis1=1, axis2=2)
+    support, predicted = c.sum(axis=2), c.sum(axis=1)
+    present = (support + predicted) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(present, 2.0 * tp / (support + predicted), 0.0)
+        return np.where(present.any(axis=1), f1.sum(axis=1) / present.sum(axis=1), np.nan)
+
+
+def _linear_kappa_of(c: np.ndarray) -> np.ndarray:
+    """Cohen's κ with linear weights |i − j| over the K ordered classes (all K, present or not)."""
+    k = c.shape[1]
+    weights = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(np.float64)
+    total = c.sum(axis=(1, 2))
+    expected = c.sum(axis=2)[:, :, None] * c.sum(axis=1)[:, None, :]  # row x column marginals
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = expected / total[:, None, None]
+        observed = (c * weights).sum(axis=(1, 2))
+        chance = (expected * weights).sum(axis=(1, 2))
+        return np.where(chance > 0, 1.0 - observed / chance, np.nan)
+
+
+_FromConfusions = Callable[[np.ndarray], np.ndarray]
+
+
+def _class_metric(of: _FromConfusions, y: np.ndarray, scores: np.ndarray) -> float:
+    true, pred, k = class_pairs(y, scores)
+    return float(of(_confusions(true, pred, k, np.ones((1, len(true)))))[0])
+
+
+def accuracy(y: np.ndarray, scores: np.ndarray) -> float:
+    """Share of the samples with a known class whose arg-max score is that class."""
+    return _class_metric(_accuracy_of, y, scores)
+
+
+def macro_f1(y: np.ndarray, scores: np.ndarray) -> float:
+    """Macro-averaged F1 of the arg-max predictions (classes seen as truth or prediction)."""
+    return _class_metric(_macro_f1_of, y, scores)
+
+
+def linear_kappa(y: np.ndarray, scores: np.ndarray) -> float:
+    """Cohen's κ with linear weights, as mimic3-benchmarks reports for length of stay: the classes
+    are ordered, and a prediction two classes off costs twice one class off."""
+    return _class_metric(_linear_kappa_of, y, scores)
+
+
 def _calibration_pairs(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat ``(outcome, probability)`` pairs: every observed label entry, or top-label for multiclass."""
     y = np.asarray(y, dtype=np.float64)
@@ -328,11 +409,29 @@ def _vectorised_macro(fn: _Weighted) -> Callable[[np.ndarray, np.ndarray, Resamp
     return batched
 
 
+def _vectorised_class(
+    of: _FromConfusions,
+) -> Callable[[np.ndarray, np.ndarray, Resamples], np.ndarray]:
+    def batched(y: np.ndarray, scores: np.ndarray, resamples: Resamples) -> np.ndarray:
+        true, pred, k = class_pairs(y, scores)
+        step = max(1, _CHUNK_ELEMENTS // max(len(true) + k * k, 1))
+        out = np.empty(resamples.n_resamples)
+        for start in range(0, resamples.n_resamples, step):
+            w = resamples.weights(start, start + step)
+            out[start : start + step] = of(_confusions(true, pred, k, w))
+        return out
+
+    return batched
+
+
 _VECTORISED: dict[
     Callable[..., float], Callable[[np.ndarray, np.ndarray, Resamples], np.ndarray]
 ] = {
     auroc: _vectorised_macro(_auroc_weighted),
     auprc: _vectorised_macro(_auprc_weighted),
+    accuracy: _vectorised_class(_accuracy_of),
+    macro_f1: _vectorised_class(_macro_f1_of),
+    linear_kappa: _vectorised_class(_linear_kappa_of),
 }
 
 
@@ -352,10 +451,11 @@ def bootstrap(
 
     The resamples are ``resamples`` when given (e.g. ``Resamples.of_groups(subject_ids, ...)``: a
     cluster bootstrap), else one ``(R, N)`` index array (``indices``, or
-    ``resample_indices(N, n_resamples, seed)``). ``auroc`` and ``auprc`` are evaluated on all
-    resamples at once from draw counts; any other metric is called once per resample. A resample on
-    which the metric is undefined (NaN, or a ``ValueError`` such as scikit-learn's "only one class
-    present") is skipped and counted.
+    ``resample_indices(N, n_resamples, seed)``). ``auroc``, ``auprc`` and the class metrics
+    (``accuracy``, ``macro_f1``, ``linear_kappa``: from per-resample confusion matrices) are
+    evaluated on all resamples at once from draw counts; any other metric is called once per
+    resample. A resample on which the metric is undefined (NaN, or a ``ValueError`` such as
+    scikit-learn's "only one class present") is skipped and counted.
     The interval is the (α/2, 1 − α/2) percentiles of the usable resamples (NaN if there are none).
     Skipped resamples are logged as a warning unless ``warn`` is False (the caller reports
     ``n_skipped`` itself).
