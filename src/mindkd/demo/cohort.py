@@ -28,14 +28,17 @@ from mindkd.demo._util import (
     ts_array,
     year_of,
 )
+from mindkd.mimic.los import LOS_COLUMNS
 
 # Patient kinds.
 ICU_PATIENT, HOSPITAL_ONLY, CXR_ONLY = 0, 1, 2
 KIND_SHARES = (0.78, 0.10, 0.12)
 PEDIATRIC_SHARE = 0.025
 TRANSFER_SHARE = 0.10
-#: log-normal stay length (hours): median 80 h, sigma 0.9 -> about 30 % under 48 h.
-LOS_MEDIAN_H, LOS_SIGMA, LOS_MIN_H, LOS_MAX_H = 80.0, 0.9, 12.0, 360.0
+#: log-normal stay length (hours): median 80 h, sigma 0.9 -> about 30 % under 48 h; its log is
+#: correlated with the latents (latent.los_score), the marginal unchanged. 30 days at most, so
+#: every length-of-stay class (up to "14 days and more" left after 48 h) occurs.
+LOS_MEDIAN_H, LOS_SIGMA, LOS_MIN_H, LOS_MAX_H = 80.0, 0.9, 12.0, 720.0
 FIRST_YEAR, LAST_ANCHOR_YEAR = 2110, 2185
 
 
@@ -94,7 +97,15 @@ def build_cohort(rng: np.random.Generator, n_patients: int, counters: Counters) 
     admissions["adm_index"] = np.arange(len(admissions)) + counters.admissions
     counters.admissions += len(admissions)
 
-    stays = _layout_times(rng, patients, admissions, n_stays, died=died, counters=counters)
+    stays = _layout_times(
+        rng,
+        patients,
+        admissions,
+        n_stays,
+        died=died,
+        los_score=latent.los_score(z_e, z_i),
+        counters=counters,
+    )
     admissions["died"] = died
     _fill_dod(rng, patients, admissions)
 
@@ -161,9 +172,12 @@ def _layout_times(
     n_stays: np.ndarray,
     *,
     died: np.ndarray,
+    los_score: np.ndarray,
     counters: Counters,
 ) -> pd.DataFrame:
-    """Admission and stay times; writes admission columns in place and returns the stays."""
+    """Admission and stay times; writes admission columns in place and returns the stays.
+
+    ``los_score``: per admission, the latent score its stays' log length follows (``latent``)."""
     m = len(admissions)
     prow = admissions["patient_row"].to_numpy()
     order = admissions["order"].to_numpy()
@@ -172,7 +186,9 @@ def _layout_times(
     arow = np.repeat(np.arange(m), n_stays)
     k_in_adm = segment_arange(n_stays)
     s = len(arow)
-    los_h = np.exp(rng.normal(np.log(LOS_MEDIAN_H), LOS_SIGMA, s))
+    r = latent.LOS_LATENT_R
+    noise = np.sqrt(1.0 - r**2) * rng.standard_normal(s) + r * los_score[arow]
+    los_h = np.exp(np.log(LOS_MEDIAN_H) + LOS_SIGMA * noise)
     los_s = (np.clip(los_h, LOS_MIN_H, LOS_MAX_H) * HOUR).astype(np.int64) + rng.integers(0, 60, s)
     gap_s = np.where(k_in_adm > 0, rng.uniform(12, 96, s) * HOUR, 0).astype(np.int64)
     icu_span = np.bincount(arow, weights=los_s + gap_s, minlength=m).astype(np.int64)
@@ -471,4 +487,15 @@ def truth_stays(cohort: Cohort) -> pd.DataFrame:
         out[f"p_{name}"] = cohort.pheno_p[arow, k]
     for k, name in enumerate(vocab.PHENOTYPE_NAMES):
         out[f"y_{name}"] = cohort.pheno_y[arow, k]
+    los = latent.los_class_probabilities(
+        cohort.z_e[arow],
+        cohort.z_i[arow],
+        median_h=LOS_MEDIAN_H,
+        sigma=LOS_SIGMA,
+        min_h=LOS_MIN_H,
+        max_h=LOS_MAX_H,
+    )
+    for suffix, key in (("", "p"), ("_ehr_only", "p_ehr_only"), ("_cxr_only", "p_cxr_only")):
+        for k, column in enumerate(LOS_COLUMNS):
+            out[f"p_{column}{suffix}"] = los[key][:, k]
     return out

@@ -8,6 +8,11 @@ N(0, 1)); per patient a chronic factor ``c`` ~ N(0, 1).
   ``E[p | z_e]`` and ``E[p | z_i]`` (Gauss-Hermite quadrature over the other modality).
 - Phenotype k: ``logit = a_k + ehr_k · z_e + cxr_k · z_i + chronic_k · c``, ``a_k`` solved for
   the phenotype's prevalence (``vocab.PHENOTYPES``).
+- ICU length of stay (hours): ``log los = log median + σ (√(1 − r²) ε + r s)`` with the unit-variance
+  score ``s = (W_LOS_EHR · z_e + W_LOS_CXR · z_i) / norm`` and ε ~ N(0, 1), clipped to
+  ``[min, max]``: the marginal is the same log-normal for any r, and the class of the stay left
+  after 48 h (``mindkd.mimic.los``) has exact probabilities given both latents or one
+  (``los_class_probabilities``).
 
 EHR components shift the vital-sign trajectories (``ehr.py``); image components draw the findings
 on the X-rays (``cxr.py``).
@@ -31,6 +36,12 @@ W_CXR: tuple[float, ...] = (0.55, 0.8, 0.45, 0.25)
 STUDY_NOISE_SD = 0.25
 #: Correlation of an out-of-stay image latent with the patient's chronic factor, per component.
 CHRONIC_IMAGE_LOADING: tuple[float, ...] = (0.6, 0.3, 0.4, 0.0)
+
+#: Length-of-stay loadings on z_e and z_i (respiratory and opacity lead), and the correlation r of
+#: log length of stay with the score they make.
+W_LOS_EHR: tuple[float, ...] = (0.5, 0.9, 0.35, 0.2)
+W_LOS_CXR: tuple[float, ...] = (0.25, 0.6, 0.4, 0.0)
+LOS_LATENT_R = 0.75
 
 _QUADRATURE_NODES = 48
 
@@ -108,3 +119,65 @@ def outside_stay_image_latents(chronic: np.ndarray, rng: np.random.Generator) ->
     r = np.asarray(CHRONIC_IMAGE_LOADING)
     noise = rng.standard_normal((len(chronic), LATENT_DIM))
     return np.outer(chronic, r) + np.sqrt(1.0 - r**2) * noise
+
+
+def _los_norm() -> float:
+    return float(np.hypot(np.linalg.norm(W_LOS_EHR), np.linalg.norm(W_LOS_CXR)))
+
+
+def los_score(z_e: np.ndarray, z_i: np.ndarray) -> np.ndarray:
+    """The unit-variance length-of-stay score of each admission, shape (n,)."""
+    return (z_e @ np.asarray(W_LOS_EHR) + z_i @ np.asarray(W_LOS_CXR)) / _los_norm()
+
+
+def los_class_probabilities(
+    z_e: np.ndarray,
+    z_i: np.ndarray,
+    *,
+    median_h: float,
+    sigma: float,
+    min_h: float,
+    max_h: float,
+    hours: float = 48.0,
+) -> dict[str, np.ndarray]:
+    """True probability of each length-of-stay class (``mindkd.mimic.los``) of the stay left after
+    ``hours``, given the stay lasts ``hours``: shape (n, 10) given both latents (``p``), given z_e
+    only (``p_ehr_only``) and given z_i only (``p_cxr_only``).
+
+    Given both latents log los ~ N(log median + σ r s, σ² (1 − r²)); given one, the other's part of
+    s joins the noise. The clip at ``[min_h, max_h]`` puts the mass above ``max_h`` at ``max_h``.
+    """
+    from scipy.special import ndtr
+
+    from mindkd.mimic.los import bucket_bounds_hours
+
+    r, norm = LOS_LATENT_R, _los_norm()
+    s_e = z_e @ np.asarray(W_LOS_EHR) / norm
+    s_i = z_i @ np.asarray(W_LOS_CXR) / norm
+    var_e = float(np.sum(np.square(W_LOS_EHR))) / norm**2  # variance of s_e; s_i has 1 − var_e
+    mu = np.log(median_h)
+    cases = {
+        "p": (s_e + s_i, 1.0 - r**2),
+        "p_ehr_only": (s_e, 1.0 - r**2 + r**2 * (1.0 - var_e)),
+        "p_cxr_only": (s_i, 1.0 - r**2 + r**2 * var_e),
+    }
+
+    def below(x: float, mean: np.ndarray, sd: float) -> np.ndarray:
+        """P(clip(los) < x)."""
+        if x <= min_h:
+            return np.zeros_like(mean)
+        if x > max_h:
+            return np.ones_like(mean)
+        return ndtr((np.log(x) - mean) / sd)
+
+    out: dict[str, np.ndarray] = {}
+    for name, (score, residual) in cases.items():
+        mean, sd = mu + sigma * r * score, sigma * float(np.sqrt(residual))
+        start = below(hours, mean, sd)
+        columns = [
+            below(hours + high, mean, sd) - below(hours + low, mean, sd)
+            for low, high in bucket_bounds_hours()
+        ]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.stack(columns, axis=1) / (1.0 - start)[:, None]
+    return out

@@ -3,9 +3,10 @@
 The demo generator (``mindkd.demo``) writes ``<parent of mimic_iv_dir>/_truth/stays.parquet``
 outside the PhysioNet layout: per ICU stay the true death probability ``p_death``, its
 conditional expectations given one modality (``p_death_ehr_only``, ``p_death_cxr_only``) and the
-true phenotype probabilities ``p_<phenotype name>``. Real data has no such file:
-``OptionalParquetDataset`` then loads ``None`` and the ceiling is left out. The truth is only ever
-read by the evaluation, never by training.
+true phenotype probabilities ``p_<phenotype name>``, and the true probability of each
+length-of-stay class given the stay lasts the first 48 h, ``p_los_<class>`` (with ``_ehr_only`` /
+``_cxr_only``). Real data has no such file: ``OptionalParquetDataset`` then loads ``None`` and the
+ceiling is left out. The truth is only ever read by the evaluation, never by training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
+
+from mindkd.models.batch import TaskKind
 
 from .calibration import logit
 
@@ -104,6 +107,18 @@ def truth_columns(
             if set(unimodal) <= set(available):
                 heads[head] = unimodal
         return heads
+    if task == "los":
+        from mindkd.mimic.los import LOS_COLUMNS
+
+        if tuple(labels) != LOS_COLUMNS:
+            return {}
+        columns = [f"p_{c}" for c in LOS_COLUMNS]
+        heads = {"routed": columns, "fused": columns}
+        for head in ("ehr", "cxr"):
+            unimodal = [f"{c}_{head}_only" for c in columns]
+            if set(unimodal) <= set(available):
+                heads[head] = unimodal
+        return heads
     return {}
 
 
@@ -112,8 +127,10 @@ def truth_predictions(
     samples: pd.DataFrame,
     task: str,
     labels: Sequence[str],
+    kind: TaskKind = "binary",
 ) -> pd.DataFrame | None:
-    """The ceiling as a model's predictions (``model = bayes_ceiling``; logits of the truths).
+    """The ceiling as a model's predictions (``model = bayes_ceiling``; logits of the truths: per
+    label ``log(p / (1 − p))``, or ``log p`` for a multiclass task, whose softmax gives back p).
 
     ``samples`` has ``key`` (stay_id) and ``kind``; the ``cxr`` and ``fused`` heads cover the paired
     samples, the others every sample. None when there is no truth or it lacks a column or stay.
@@ -133,7 +150,8 @@ def truth_predictions(
     for head, columns in heads.items():
         rows = samples if head in ("routed", "ehr") else samples[samples["kind"] == "paired"]
         p = indexed.loc[rows["key"], columns].to_numpy(dtype=np.float64)
-        frame = pd.DataFrame(logit(p), columns=[f"logit_{k}" for k in range(len(columns))])
+        z = np.log(np.clip(p, 1e-12, 1.0)) if kind == "multiclass" else logit(p)
+        frame = pd.DataFrame(z, columns=[f"logit_{k}" for k in range(len(columns))])
         frame.insert(0, "head", head)
         frame.insert(0, "key", rows["key"].to_numpy())
         frame.insert(0, "model", CEILING)

@@ -1,4 +1,4 @@
-"""The stay-level cohort of ../shared/MIMIC.md and the two task cohorts, with a cohort-flow record.
+"""The stay-level cohort of ../shared/MIMIC.md and the task cohorts, with a cohort-flow record.
 
 Every rule is one small function that returns the rows it keeps and, given a ``CohortFlow``, records
 the step (rows kept, rows dropped, why). The shared cohort applies, in this order (the order
@@ -23,8 +23,10 @@ Task cohorts:
   large bucket in pieces);
   label ``y`` from ``mindkd.processing.labels.mortality_labels``.
 - ``pheno_cohort``: every cohort stay (optionally only those with an event), 25 phenotype labels.
+- ``los_cohort``: the stays of the ihm rules (at least 48 h, an event in them), one column per
+  class of the ICU stay remaining after 48 h (``mindkd.mimic.los``).
 
-Both return ``subject_id, hadm_id, stay_id, intime, outtime, split`` and the labels, one row per
+All three return ``subject_id, hadm_id, stay_id, intime, outtime, split`` and the labels, one row per
 stay, sorted by ``stay_id``; ``split`` comes from ``subject_splits`` (a subject without one is an
 error: splits are assigned once, over every subject, before cohorts are built).
 """
@@ -40,9 +42,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mindkd.mimic.los import LOS_COLUMNS
 from mindkd.mimic.phenotypes import PHENOTYPE_COLUMNS
 from mindkd.processing.checks import require_columns
-from mindkd.processing.labels import MortalitySource, mortality_labels, phenotype_labels
+from mindkd.processing.labels import (
+    MortalitySource,
+    los_labels,
+    mortality_labels,
+    phenotype_labels,
+)
 from mindkd.processing.slicing import DEFAULT_SLICE_ROWS
 from mindkd.processing.timeseries import (
     EVENT_COLUMNS,
@@ -297,6 +305,31 @@ def _finish(
     return table.sort_values("stay_id").reset_index(drop=True)
 
 
+def _first_hours_stays(
+    stays: pd.DataFrame,
+    stays_with_events: Iterable[int] | np.ndarray,
+    hours: float,
+    flow: CohortFlow | None,
+    task: str,
+) -> pd.DataFrame:
+    """The stays a first-``hours`` task keeps: at least ``hours`` long, with an event in them.
+
+    Flow steps ``<task>_min_stay`` and ``<task>_events_in_window``."""
+    _require(stays, ["stay_id", "intime", "outtime"], "stays")
+    span = pd.to_datetime(stays["outtime"]) - pd.to_datetime(stays["intime"])
+    stays = _keep(
+        stays,
+        span.ge(pd.Timedelta(hours=hours)),
+        flow,
+        f"{task}_min_stay",
+        f"stay shorter than {hours:g} h",
+    )
+    with_events = stays["stay_id"].isin(np.asarray(list(stays_with_events), dtype=np.int64))
+    return _keep(
+        stays, with_events, flow, f"{task}_events_in_window", f"no event in the first {hours:g} h"
+    )
+
+
 def ihm_cohort(
     stays: pd.DataFrame,
     stays_with_events: Iterable[int] | np.ndarray,
@@ -321,19 +354,7 @@ def ihm_cohort(
         patients: ``hosp/patients`` (``dod``) for the ``death_date`` rule.
         flow: the cohort flow to extend (pass a ``copy()`` of the shared one).
     """
-    _require(stays, ["stay_id", "intime", "outtime"], "stays")
-    span = pd.to_datetime(stays["outtime"]) - pd.to_datetime(stays["intime"])
-    stays = _keep(
-        stays,
-        span.ge(pd.Timedelta(hours=hours)),
-        flow,
-        "ihm_min_stay",
-        f"stay shorter than {hours:g} h",
-    )
-    with_events = stays["stay_id"].isin(np.asarray(list(stays_with_events), dtype=np.int64))
-    stays = _keep(
-        stays, with_events, flow, "ihm_events_in_window", f"no event in the first {hours:g} h"
-    )
+    stays = _first_hours_stays(stays, stays_with_events, hours, flow, "ihm")
     labels, stats = mortality_labels(stays, admissions, source=label_source, patients=patients)
     if flow is not None:
         flow.counts.update(stats)
@@ -369,3 +390,22 @@ def pheno_cohort(
         flow.counts.update(stats)
     table = _finish(stays, labels, subject_splits)
     return table[[*COHORT_COLUMNS, *PHENOTYPE_COLUMNS]]
+
+
+def los_cohort(
+    stays: pd.DataFrame,
+    stays_with_events: Iterable[int] | np.ndarray,
+    subject_splits: pd.DataFrame,
+    *,
+    hours: float,
+    flow: CohortFlow | None = None,
+) -> pd.DataFrame:
+    """The length-of-stay cohort: the stays of the ihm cohort (at least ``hours`` long, an event in
+    the first ``hours``), one int8 column per class of the ICU stay remaining after ``hours``
+    (``mindkd.processing.labels.los_labels``; ``mindkd.mimic.los`` for the classes)."""
+    stays = _first_hours_stays(stays, stays_with_events, hours, flow, "los")
+    labels, stats = los_labels(stays, hours)
+    if flow is not None:
+        flow.counts.update(stats)
+    table = _finish(stays, labels, subject_splits)
+    return table[[*COHORT_COLUMNS, *LOS_COLUMNS]]

@@ -1,4 +1,4 @@
-"""Task labels of cohort stays: in-hospital mortality and the 25 phenotypes.
+"""Task labels of cohort stays: in-hospital mortality, the 25 phenotypes, length-of-stay classes.
 
 In-hospital mortality (``y``): 1 when the patient died during the stay's hospital admission. Three
 rules read it from MIMIC-IV; ``source`` (parameter ``ihm.task.label_source``) picks the label and
@@ -29,6 +29,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from mindkd.mimic.los import LOS_COLUMNS, los_class
+from mindkd.mimic.los import NUM_CLASSES as NUM_LOS_CLASSES
 from mindkd.mimic.phenotypes import (
     NUM_PHENOTYPES,
     PHENOTYPE_COLUMNS,
@@ -213,4 +215,37 @@ def phenotype_labels(
         stats["codes_unmapped"],
         stats["diagnoses_rows_unmapped"],
     )
+    return labels, stats
+
+
+def los_labels(stays: pd.DataFrame, hours: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``stay_id`` and one int8 column per length-of-stay class (one-hot; ``mindkd.mimic.los``).
+
+    The class is that of the ICU stay remaining after the first ``hours``: ``outtime − intime −
+    hours``. Every stay must have both times and at least ``hours`` of stay (the cohort's earlier
+    steps ensure it); one that does not is an error, not a silent drop. Stats: ``los_classes``
+    (stays per class) and the median remaining stay in hours.
+    """
+    _require(stays, ["stay_id", "intime", "outtime"], "stays")
+    span = pd.to_datetime(stays["outtime"]) - pd.to_datetime(stays["intime"])
+    remaining = span.dt.total_seconds().to_numpy(dtype=np.float64) / 3600.0 - hours
+    classes = los_class(remaining)
+    bad = classes < 0
+    if bad.any():
+        examples = stays.loc[bad, "stay_id"].head(5).tolist()
+        raise LabelError(
+            f"{int(bad.sum())} stay(s) have no time left after the first {hours:g} h or no "
+            f"outtime (stay_id e.g. {examples}); the los cohort keeps stays of at least "
+            f"`los.task.hours`"
+        )
+    onehot = np.zeros((len(stays), NUM_LOS_CLASSES), dtype=np.int8)
+    onehot[np.arange(len(stays)), classes] = 1
+    labels = pd.DataFrame(onehot, columns=list(LOS_COLUMNS))
+    labels.insert(0, "stay_id", stays["stay_id"].to_numpy())
+    counts = onehot.sum(axis=0)
+    stats: dict[str, Any] = {
+        "los_classes": {c: int(n) for c, n in zip(LOS_COLUMNS, counts, strict=True)},
+        "los_remaining_hours_median": float(np.median(remaining)) if len(remaining) else None,
+    }
+    logger.info("los labels (remaining ICU stay after %g h): %s", hours, stats["los_classes"])
     return labels, stats
