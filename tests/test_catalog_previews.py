@@ -49,6 +49,7 @@ AGGREGATES = frozenset(
         "{task}.distill.roc_pr_{head}",
         "{task}.distill.reliability_plot",
         "{task}.distill.comparison_plot",
+        "{task}.distill.confusion_plot",  # shares per class, counts per true class: no id
         "{task}.distill.subgroup_evaluation",  # per group: counts and scores, no id
         "{task}.distill.subgroups_plot",
         "{task}.distill.training_curves_plot",
@@ -56,6 +57,8 @@ AGGREGATES = frozenset(
         "{task}.teacher_{member}.pretrained_weights",
         "{task}.teacher_{member}.history",
         "{task}.teacher_{member}.pretrain_history",
+        "cxr_pretrain.{member}.weights",
+        "cxr_pretrain.{member}.history",
         "{task}.teacher_report",
         "{task}.teacher_report_table",
         "{task}.teacher_training_curves_plot",

@@ -43,7 +43,7 @@ EXAMPLES: dict[str, tuple[Any, Any, str, str, str]] = {
         None,
         {"distill": {"alpha": 0.3}},
         "distill",
-        "did you mean `ihm.distill` or `pheno.distill`?",
+        "did you mean `avdigits.distill` or `ihm.distill` or `los.distill` or `pheno.distill`?",
         "[set in --params distill.alpha=0.3]",
     ),
 }
@@ -171,7 +171,7 @@ def test_kedro_run_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode != 0, output[-2000:]
     assert "ParameterError: 1 problem(s) in the parameters" in output
     assert (
-        "ihmm: unknown key; did you mean `ihm`? (top-level keys: ehr, split, cxr, ihm, pheno) "
-        "[set in --params ihmm.distill.alpha=0.3]"
+        "ihmm: unknown key; did you mean `ihm`? (top-level keys: ehr, split, cxr, cxr_pretrain, "
+        "ihm, pheno, los, avdigits) [set in --params ihmm.distill.alpha=0.3]"
     ) in output
     _assert_nothing_recorded(project)

@@ -154,7 +154,7 @@ def test_every_model_block_resolves_to_exactly_what_the_file_writes(
     # the phases the file sets reach the typed fit settings
     ihm = validated["ihm"]
     assert ihm["teachers"]["ehr"]["fit"].epochs == 50
-    assert ihm["teachers"]["cxr"]["pretrain"].fit.epochs == 20
+    assert validated["cxr_pretrain"]["fit"].epochs == 20
     assert ihm["teachers"]["cxr"]["fit"].lr == pytest.approx(1.0e-4)
     assert ihm["distill"].fit.epochs == 50 and ihm["distill"].fit.amp == "bf16"
 

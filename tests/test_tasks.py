@@ -6,13 +6,18 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from mindkd.mimic.los import LOS_COLUMNS
 from mindkd.processing.pairing import window_end
-from mindkd.tasks import TASKS, TaskParams, get_task
+from mindkd.tasks import AVDIGITS, TASKS, TaskParams, get_task
 
 
 def test_every_namespace_has_a_definition() -> None:
-    assert TASKS == ("ihm", "pheno")
-    assert {get_task(name).name for name in TASKS} == set(TASKS)
+    assert TASKS == ("ihm", "pheno", "los")
+    assert {get_task(name).name for name in (*TASKS, AVDIGITS)} == {*TASKS, AVDIGITS}
+    los = get_task("los")
+    assert (los.kind, los.window, los.hours) == ("multiclass", "first_hours", 48)
+    assert los.labels == LOS_COLUMNS and len(los.labels) == 10
+    assert get_task(AVDIGITS).kind == "multiclass" and len(get_task(AVDIGITS).labels) == 10
 
 
 def test_ihm_hours_default_to_the_definition_and_follow_the_parameter() -> None:
@@ -30,5 +35,5 @@ def test_a_whole_stay_task_refuses_hours() -> None:
 
 
 def test_unknown_task_names_the_key() -> None:
-    with pytest.raises(ValidationError, match=r"<namespace>.task.name.*ihm, pheno"):
-        TaskParams(name="los")
+    with pytest.raises(ValidationError, match=r"<namespace>.task.name.*ihm, pheno, los"):
+        TaskParams(name="lengthofstay")

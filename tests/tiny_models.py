@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mindkd.tasks import TASKS
+
 
 def _tiny_fit(**overrides: Any) -> dict[str, Any]:
     return {"epochs": 1, "progress": False, **overrides}
@@ -15,6 +17,13 @@ def tiny_model_params() -> dict[str, Any]:
     One epoch everywhere, finetune-only CXR teachers, every network a few thousand parameters; the
     bootstrap and latency settings stay at their validated minimums (1000 resamples, 50 calls).
     """
+    cxr_members = {
+        "resnet18": {"settings": {"width": 0.125}},
+        "resnet34": {"settings": {"width": 0.125}},
+        "densenet": {
+            "settings": {"growth_rate": 4, "num_init_features": 8, "block_config": [1, 1]}
+        },
+    }
     teachers = {
         "ehr": {
             "fit": _tiny_fit(),
@@ -24,17 +33,7 @@ def tiny_model_params() -> dict[str, Any]:
                 "transformer": {"settings": {"d_model": 8, "heads": 2, "layers": 1}},
             },
         },
-        "cxr": {
-            "pretrain": {"recipe": "finetune_only"},
-            "fit": _tiny_fit(),
-            "members": {
-                "resnet18": {"settings": {"width": 0.125}},
-                "resnet34": {"settings": {"width": 0.125}},
-                "densenet": {
-                    "settings": {"growth_rate": 4, "num_init_features": 8, "block_config": [1, 1]}
-                },
-            },
-        },
+        "cxr": {"fit": _tiny_fit(), "members": cxr_members},
     }
     small = {
         "ehr_encoder": {"settings": {"hidden": 8}},
@@ -54,4 +53,7 @@ def tiny_model_params() -> dict[str, Any]:
         },
         "fit": _tiny_fit(),
     }
-    return {task: {"teachers": teachers, "distill": distill} for task in ("ihm", "pheno")}
+    return {
+        "cxr_pretrain": {"recipe": "finetune_only", "members": cxr_members},
+        **{task: {"teachers": teachers, "distill": distill} for task in TASKS},
+    }

@@ -222,9 +222,10 @@ class TrackingHook(MlflowHook):
 
         from kedro.framework.project import pipelines as registered
 
-        from mindkd.tasks import TASKS
+        from mindkd.tasks import AVDIGITS, TASKS
 
-        tasks = names.pipeline_tasks(pipeline, TASKS)
+        known = (*TASKS, AVDIGITS)  # every task namespace has its own runs and experiment
+        tasks = names.pipeline_tasks(pipeline, known)
         stages = dict(registered)
         sequential = provenance.is_sequential(run_params)
         params = getattr(self, "_parameters", {})
@@ -260,7 +261,7 @@ class TrackingHook(MlflowHook):
         if len(tasks) > 1 and sequential:
             for task in tasks:
                 run_name = names.task_run_name(
-                    names.pipeline_stages(pipeline, stages, task, TASKS), task, params
+                    names.pipeline_stages(pipeline, stages, task, known), task, params
                 )
                 with store_lock(getattr(self, "_store", "")):
                     self._runs[task] = self._create_task_run(base, task, run_name)
@@ -272,7 +273,7 @@ class TrackingHook(MlflowHook):
                 tasks,
                 base,
             )
-        self._tag_runs(run_params, pipeline, stages, TASKS)
+        self._tag_runs(run_params, pipeline, stages, known)
         self._watch_interruptions()
 
     def _watch_interruptions(self) -> None:

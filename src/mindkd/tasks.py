@@ -23,7 +23,11 @@ from mindkd.processing import cohort as cohort_rules
 from mindkd.processing.labels import MortalitySource
 
 WindowKind = Literal["first_hours", "stay"]
-TASKS: tuple[str, ...] = ("ihm", "pheno")  # the task namespaces of every pipeline
+TASKS: tuple[str, ...] = ("ihm", "pheno", "los")  # the task namespaces of every clinical pipeline
+#: The AV-digits benchmark (spoken + handwritten digits, ``mindkd.avdigits``): its own source
+#: adapter, then the same teachers and distill pipelines, in namespace ``avdigits`` (``kedro run
+#: --pipelines avdigits``; not part of the default run).
+AVDIGITS = "avdigits"
 
 # Teacher ensemble member SLOTS per modality (Kedro's dynamic-pipeline pattern): the teachers pipeline
 # has one namespace per slot (`<task>.teacher_<slot>`); each slot's encoder and settings are parameters
@@ -111,6 +115,18 @@ def _pheno_cohort(
     )
 
 
+def _los_cohort(
+    inputs: CohortInputs, flow: cohort_rules.CohortFlow, task: TaskDefinition
+) -> pd.DataFrame:
+    return cohort_rules.los_cohort(
+        inputs.stays,
+        inputs.stays_with_events,
+        inputs.subject_splits,
+        hours=_hours(task),
+        flow=flow,
+    )
+
+
 def _phenotype_labels() -> tuple[str, ...]:
     from mindkd.mimic.phenotypes import PHENOTYPE_COLUMNS
 
@@ -142,8 +158,24 @@ def get_task(name: str) -> TaskDefinition:
             window="stay",
             build_cohort=_pheno_cohort,
         )
+    if name == AVDIGITS:
+        from mindkd.avdigits import LABELS
+
+        return TaskDefinition(name=AVDIGITS, kind="multiclass", labels=LABELS, window="stay")
+    if name == "los":
+        from mindkd.mimic.los import LOS_COLUMNS
+
+        return TaskDefinition(
+            name="los",
+            kind="multiclass",
+            labels=LOS_COLUMNS,
+            window="first_hours",
+            hours=48,
+            build_cohort=_los_cohort,
+        )
     raise ValueError(
-        f"Unknown task {name!r} (config key `<namespace>.task.name`); known tasks: ihm, pheno."
+        f"Unknown task {name!r} (config key `<namespace>.task.name`); known tasks: ihm, pheno, los, "
+        "avdigits."
     )
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kedro_harness import ProjectRun
+from mindkd.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_no_subject_in_two_splits_in_any_table(data_run: ProjectRun) -> None:
     splits = pd.read_parquet(root / "03_primary/subject_splits.parquet")
     assert splits["subject_id"].is_unique
     truth = splits.set_index("subject_id")["split"]
-    for task in ("ihm", "pheno"):
+    for task in TASKS:
         for table in (
             "03_primary/{t}/cohort.parquet",
             "05_model_input/{t}/pairs.parquet",
@@ -125,7 +126,7 @@ def test_the_run_is_a_chain_run_plus_one_run_per_task(data_run: ProjectRun) -> N
     assert run["params.split.seed"] == "42"
     assert run["tags.mlflow.runName"] == "chain (ehr+cxr+pairing)"
     assert not any(c.startswith("params.ihm.") for c in chain.columns)
-    for task in ("ihm", "pheno"):
+    for task in TASKS:
         runs = mlflow.search_runs(experiment_names=[f"mindkd-{task}"])
         assert len(runs) == 1
         assert runs.iloc[0]["params." + task + ".task.name"] == task

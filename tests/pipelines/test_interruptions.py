@@ -23,7 +23,10 @@ import pytest
 import yaml
 
 from kedro_harness import PROJECT_ROOT, ProjectRun, make_project_run
+from mindkd.tasks import TASKS
 from tiny_models import tiny_model_params
+
+RUNS = 1 + len(TASKS)  # the chain run and one run per task
 
 pytestmark = pytest.mark.slow
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -38,7 +41,7 @@ def _project(data_run: ProjectRun, tmp: Path, copy_data: bool = True) -> Project
         tmp, Path(raw["mimic_iv_dir"]), Path(raw["mimic_cxr_jpg_dir"]), data_root=tmp / "data"
     )
     tiny = tiny_model_params()
-    for task in ("ihm", "pheno"):  # slower than tiny: time to interrupt, still seconds
+    for task in TASKS:  # slower than tiny: time to interrupt, still seconds
         tiny[task]["distill"]["fit"]["epochs"] = 4
     (project.conf / "local" / "parameters_tiny.yml").write_text(yaml.safe_dump(tiny))
     return project
@@ -66,13 +69,13 @@ def _runs(project: ProjectRun) -> dict[str, str]:
 
 
 def _wait_for_task_runs(project: ProjectRun, proc: subprocess.Popen[str], seconds: float) -> None:
-    """Until the session has its chain run and both task runs, and a task node has run."""
+    """Until the session has its chain run and every task run, and a task node has run."""
     mlflow.set_tracking_uri(project.tracking_uri)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         weights = list((project.data_root / "06_models").rglob("*.pt"))
-        if len(_runs(project)) == 3 and weights:
+        if len(_runs(project)) == RUNS and weights:
             return
         time.sleep(0.5)
     raise AssertionError("the run did not reach its task nodes in time")
@@ -91,9 +94,9 @@ def test_an_interrupted_run_ends_killed_and_is_never_registered(
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     statuses = _runs(project)
-    assert len(statuses) == 3
+    assert len(statuses) == RUNS
     assert set(statuses.values()) == {"KILLED"}, (statuses, output[-3000:])
-    for task in ("ihm", "pheno"):
+    for task in TASKS:
         with pytest.raises(RegistryError):
             register_best(task, project.tracking_uri)
 
@@ -110,11 +113,11 @@ def test_a_killed_run_is_found_and_closed_by_the_stale_command(
     assert set(statuses.values()) == {"RUNNING"}  # none FINISHED, parked task runs included
     command = [sys.executable, "-m", "mindkd.tracking", "--tracking-uri", project.tracking_uri]
     listed = subprocess.run([*command, "stale"], capture_output=True, text=True, check=True)
-    assert listed.stdout.count("  dead  ") == 3, listed.stdout
+    assert listed.stdout.count("  dead  ") == RUNS, listed.stdout
     closed = subprocess.run(
         [*command, "stale", "--close"], capture_output=True, text=True, check=True
     )
-    assert closed.stdout.count("-> KILLED") == 3, closed.stdout
+    assert closed.stdout.count("-> KILLED") == RUNS, closed.stdout
     assert set(_runs(project).values()) == {"KILLED"}
 
 
@@ -149,7 +152,7 @@ def test_two_first_runs_on_a_fresh_store_both_succeed(data_run: ProjectRun, tmp_
     outputs = [proc.communicate(timeout=300)[0] for proc in runs]
     assert [proc.returncode for proc in runs] == [0, 0], [o[-2000:] for o in outputs]
     statuses = list(_runs(a).values())  # each: a chain run and one run per task
-    assert statuses == ["FINISHED"] * 6
+    assert statuses == ["FINISHED"] * (2 * RUNS)
 
 
 def _interrupt_at(proc: subprocess.Popen[str], marker: str, seconds: float = 300) -> str:

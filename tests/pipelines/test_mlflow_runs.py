@@ -17,12 +17,11 @@ import yaml
 from kedro.io import DatasetError
 
 from kedro_harness import ProjectRun, make_project_run
+from mindkd.tasks import TASKS
 from mindkd.tracking.compare import compare_runs, diff_runs
 from mindkd.tracking.provenance import data_fingerprint
 
 pytestmark = pytest.mark.slow
-
-TASKS = ("ihm", "pheno")
 
 
 def _runs(experiment: str) -> pd.DataFrame:
@@ -34,7 +33,9 @@ def model_runs(model_run: ProjectRun) -> dict[str, pd.Series]:
     mlflow.set_tracking_uri(model_run.tracking_uri)
     found = {"chain": _runs("mindkd")}
     found |= {task: _runs(f"mindkd-{task}") for task in TASKS}
-    assert {name: len(runs) for name, runs in found.items()} == {"chain": 1, "ihm": 1, "pheno": 1}
+    assert {name: len(runs) for name, runs in found.items()} == {"chain": 1} | dict.fromkeys(
+        TASKS, 1
+    )
     return {name: runs.iloc[0] for name, runs in found.items()}
 
 
@@ -122,7 +123,7 @@ def test_no_patient_identifier_reaches_mlflow(model_run: ProjectRun, model_runs)
 
 def test_compare_and_diff_read_the_chain(model_run: ProjectRun, model_runs) -> None:
     table = compare_runs(model_run.tracking_uri, models=["mind", "no_kd"])
-    assert sorted(table["task"]) == ["ihm", "pheno"]
+    assert sorted(table["task"]) == sorted(TASKS)
     ihm = table.set_index("task").loc["ihm"]
     run = model_runs["ihm"]
     assert ihm["run_id"] == run["run_id"]
@@ -177,8 +178,8 @@ def test_a_failed_chain_marks_every_run_failed(data_run: ProjectRun, tmp_path: P
         project.run(["pairing"])
     assert mlflow.active_run() is None
     mlflow.set_tracking_uri(project.tracking_uri)
-    runs = pd.concat([_runs(e) for e in ("mindkd", "mindkd-ihm", "mindkd-pheno")])
-    assert len(runs) == 3
+    runs = pd.concat([_runs(e) for e in ("mindkd", *(f"mindkd-{t}" for t in TASKS))])
+    assert len(runs) == 1 + len(TASKS)
     assert set(runs["status"]) == {"FAILED"}
 
 

@@ -24,7 +24,7 @@ from mindkd.pipelines.params import (
     find_problems,
     project_params,
 )
-from mindkd.tasks import TASKS
+from mindkd.tasks import AVDIGITS, TASKS
 
 MEMBERS = tasks.TEACHER_MEMBERS
 
@@ -61,14 +61,22 @@ def test_the_committed_configs_pass(tmp_path: Path, env: str) -> None:
     loader = _loader(tmp_path, env=env)
     assert find_problems(loader["parameters"], MEMBERS) == []
     validated = project_params().model_validate(loader["parameters"])
-    assert set(type(validated).model_fields) == {"ehr", "split", "cxr", *TASKS}
+    assert set(type(validated).model_fields) == {
+        "ehr",
+        "split",
+        "cxr",
+        "cxr_pretrain",
+        *TASKS,
+        AVDIGITS,
+    }
     monitor = validated.ihm.distill.fit.monitor  # type: ignore[attr-defined]
     assert monitor == ("val/loss" if env == "real_demo" else "val/auroc")
 
 
 def test_the_schema_knows_each_task_namespace_and_its_four_blocks() -> None:
     schema = project_params()
-    assert list(schema.model_fields) == ["ehr", "split", "cxr", *TASKS]
+    assert list(schema.model_fields) == ["ehr", "split", "cxr", "cxr_pretrain", *TASKS, AVDIGITS]
+    assert "source" in schema.model_fields[AVDIGITS].annotation.model_fields  # its adapter
     for task in TASKS:
         assert list(schema.model_fields[task].annotation.model_fields) == [
             "task",
@@ -94,7 +102,11 @@ def test_a_misspelt_block_in_a_conf_file_names_key_suggestion_and_file(tmp_path:
     ("runtime", "key", "suggestion"),
     [
         ({"ihmm": {"distill": {"alpha": 0.3}}}, "ihmm", "did you mean `ihm`?"),
-        ({"distill": {"alpha": 0.3}}, "distill", "did you mean `ihm.distill` or `pheno.distill`?"),
+        (
+            {"distill": {"alpha": 0.3}},
+            "distill",
+            "did you mean `avdigits.distill` or `ihm.distill` or `los.distill` or `pheno.distill`?",
+        ),
         ({"teachers": {"cache": {"batch_size": 8}}}, "teachers", "`ihm.teachers` or"),
         ({"pheno": {"teacher": {"cache": {"batch_size": 8}}}}, "pheno.teacher", "`pheno.teachers`"),
         (
@@ -171,6 +183,17 @@ def test_an_extra_member_slot_is_refused(tmp_path: Path) -> None:
         "no such member slot; the ehr slots are lstm_small, lstm_large, transformer "
         "(tasks.TEACHER_MEMBERS)"
     )
+
+
+def test_a_cxr_member_must_be_the_network_its_slot_pretrains(tmp_path: Path) -> None:
+    """The CXR slots are pre-trained once (``cxr_pretrain``) and fine-tuned per task: a task whose
+    slot names another network would load weights of the wrong shape, or of another network."""
+    local = {"los": {"teachers": {"cxr": {"members": {"resnet18": {"settings": {"width": 0.5}}}}}}}
+    error = _refusal(_loader(tmp_path, local))
+    (problem,) = error.problems
+    assert problem.key == "los.teachers.cxr.members.resnet18.settings"
+    assert "differs from `cxr_pretrain.members.resnet18.settings`" in problem.message
+    assert problem.sources[-1] == (tmp_path / "conf" / "local" / "parameters.yml").as_posix()
 
 
 def test_a_misspelt_or_missing_member_slot_is_refused(base: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from kedro_harness import PROJECT_ROOT, ProjectRun, make_project_run
+from mindkd.tasks import TASKS
 
 REAL = PROJECT_ROOT.parent / "shared" / "data" / "mimic-iv-demo-2.2"
 pytestmark = [
@@ -26,7 +27,7 @@ pytestmark = [
         reason=f"the real MIMIC-IV demo is not at {REAL} (CI has it: ../shared/data)",
     ),
 ]
-TASKS = ("ihm", "pheno")
+
 # The variables' chart items as docs/variables.md decides them (a copy, not the project's table).
 RESP_RATE = (220210, 224690)
 MBP = (220052, 220181, 224322, 225312)
@@ -161,6 +162,28 @@ def test_ihm_cohort_and_labels_from_the_raw_files(
     assert rules["deathtime"]["disagreement_stays"] == sorted(late.index)
     assert rules["death_date"]["disagreements"] == 0
     assert rules["hospital_expire_flag"]["positive"] == 9
+
+
+def test_los_cohort_and_classes_from_the_raw_files(
+    real_run: ProjectRun, raw: dict[str, pd.DataFrame]
+) -> None:
+    """The los cohort is the ihm cohort's stays; each class is the mimic3-benchmarks bucket of the
+    ICU stay left after 48 h, recomputed here from icustays' own ``los`` (fractional days)."""
+    cohort = _parquet(real_run, "03_primary/los/cohort.parquet").set_index("stay_id")
+    expected = _ihm_stays(raw)
+    assert sorted(cohort.index) == sorted(expected["stay_id"])
+    classes = [c for c in cohort.columns if c.startswith("los_")]
+    assert len(classes) == 10 and (cohort[classes].sum(axis=1) == 1).all()  # one class each
+    remaining_days = expected.set_index("stay_id")["los"] - 2.0
+    edges = [1, 2, 3, 4, 5, 6, 7, 8, 14]
+    truth = remaining_days.apply(lambda d: sum(d >= e for e in edges))
+    got = cohort[classes].to_numpy().argmax(axis=1)
+    # icustays.los is rounded to 1e-4 days (~9 s): compare away from the class edges
+    distance = remaining_days.loc[cohort.index].apply(lambda d: min(abs(d - e) for e in edges))
+    clear = distance > 1e-3
+    assert (got[clear.to_numpy()] == truth.loc[cohort.index][clear].to_numpy()).all()
+    counts = _json(real_run, "08_reporting/los/cohort_report.json")["counts"]["los_classes"]
+    assert sum(counts.values()) == len(cohort) == 54
 
 
 def test_patient_groups_from_the_raw_files(

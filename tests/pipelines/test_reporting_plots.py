@@ -17,9 +17,8 @@ from mindkd.pipelines.distill.pipeline import create_pipeline as distill_pipelin
 from mindkd.pipelines.pairing.pipeline import create_pipeline as pairing_pipeline
 from mindkd.pipelines.teachers import nodes as teacher_nodes
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
-from mindkd.tasks import TaskParams
+from mindkd.tasks import TASKS, TaskParams
 
-TASKS = ("ihm", "pheno")
 VARIANTS = ("mind", "no_kd", "zero_filled", "medfuse")
 MEMBERS = {"ehr": ("lstm_small", "transformer"), "cxr": ("resnet18",)}
 HEADS = ("routed", "ehr", "cxr", "fused")

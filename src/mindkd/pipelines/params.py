@@ -8,19 +8,24 @@ tree, and every level forbids unknown keys::
     ehr                  EhrParams        pipelines/ehr/params.py
     split                SplitParams      pipelines/ehr/params.py
     cxr                  CxrParams        pipelines/cxr/params.py
+    cxr_pretrain         CxrPretrainParams pipelines/teachers/params.py (shared CXR pre-training)
     <task>               TaskBlock        one per task namespace (mindkd.tasks.TASKS)
     <task>.task          TaskParams       tasks.py
     <task>.teachers      TeachersParams   pipelines/teachers/params.py
     <task>.distill       DistillParams    pipelines/distill/params.py
     <task>.tune          TuneParams       pipelines/tune/params.py (every searched key must be
                                           a valid setting of <task>.distill)
+    avdigits             AvDigitsTaskBlock a TaskBlock (no tune) plus ``source``, the AV-digits
+                                          adapter (pipelines/avdigits/params.py)
 
-``find_problems`` also requires the member slots under ``<task>.teachers.<modality>.members`` to be
-exactly those of ``mindkd.tasks.TEACHER_MEMBERS`` (the teachers pipeline has one namespace per slot: a
-slot of another name would never be trained). ``mindkd.hooks.ParameterCheckHook`` runs
-``check_parameters`` on the merged parameters (conf files and ``--params``) when the Kedro context is
-created, whichever pipelines, namespaces or nodes are selected: a problem stops the session before the
-catalog, the MLflow run or any node, with every problem listed once and where each key was set.
+``find_problems`` also requires the member slots under ``<task>.teachers.<modality>.members`` and
+``cxr_pretrain.members`` to be exactly those of ``mindkd.tasks.TEACHER_MEMBERS`` (the teachers pipeline
+has one namespace per slot: a slot of another name would never be trained), and each task's CXR slot
+to name the encoder and settings of its ``cxr_pretrain`` slot (it fine-tunes those weights).
+``mindkd.hooks.ParameterCheckHook`` runs ``check_parameters`` on the merged parameters (conf files
+and ``--params``) when the Kedro context is created, whichever pipelines, namespaces or nodes are
+selected: a problem stops the session before the catalog, the MLflow run or any node, with every
+problem listed once and where each key was set.
 """
 
 from __future__ import annotations
@@ -37,12 +42,13 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
+from mindkd.pipelines.avdigits.params import AvDigitsSource
 from mindkd.pipelines.cxr.params import CxrParams
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.ehr.params import EhrParams, SplitParams
-from mindkd.pipelines.teachers.params import TeachersParams
+from mindkd.pipelines.teachers.params import CxrPretrainParams, TeachersParams
 from mindkd.pipelines.tune.params import TuneParams
-from mindkd.tasks import TASKS, TaskParams
+from mindkd.tasks import AVDIGITS, TASKS, TaskParams
 
 CONF_SUFFIXES = (".yml", ".yaml", ".json")  # the files OmegaConfigLoader reads
 _MISSING = object()
@@ -53,11 +59,12 @@ class _Block(BaseModel):
 
 
 class SharedParams(_Block):
-    """The blocks outside the task namespaces: ingestion, splits, X-ray decoding."""
+    """The blocks outside the task namespaces: ingestion, splits, X-ray decoding, pre-training."""
 
     ehr: EhrParams
     split: SplitParams
     cxr: CxrParams
+    cxr_pretrain: CxrPretrainParams
 
 
 class TaskBlock(_Block):
@@ -70,14 +77,23 @@ class TaskBlock(_Block):
 
     @model_validator(mode="after")
     def _searchable(self) -> TaskBlock:
-        self.tune.check_against(self.distill)
+        if self.tune is not None:
+            self.tune.check_against(self.distill)
         return self
+
+
+class AvDigitsTaskBlock(TaskBlock):
+    """``avdigits``: a task namespace with its own source adapter (``source``); no tuning study."""
+
+    tune: TuneParams | None = None  # type: ignore[assignment]
+    source: AvDigitsSource
 
 
 @cache
 def project_params(tasks: tuple[str, ...] = TASKS) -> type[SharedParams]:
-    """``ProjectParams``: the shared blocks plus one ``TaskBlock`` per task namespace."""
+    """``ProjectParams``: the shared blocks, one ``TaskBlock`` per task namespace, and ``avdigits``."""
     blocks: dict[str, Any] = {task: (TaskBlock, ...) for task in tasks}
+    blocks[AVDIGITS] = (AvDigitsTaskBlock, ...)
     return create_model("ProjectParams", __base__=SharedParams, **blocks)
 
 
@@ -212,26 +228,56 @@ def _suggestion(schema: type[BaseModel], loc: tuple[str, ...]) -> str:
 def _slot_problems(
     params: Mapping[str, Any], members: Mapping[str, Sequence[str]], tasks: Sequence[str]
 ) -> list[Problem]:
+    blocks = [
+        ([task, "teachers", modality, "members"], modality, slots)
+        for task in (*tasks, AVDIGITS)
+        for modality, slots in members.items()
+    ]
+    blocks.append((["cxr_pretrain", "members"], "cxr", members.get("cxr", ())))
     problems = []
-    for task in tasks:
-        for modality, slots in members.items():
-            given = _get(params, [task, "teachers", modality, "members"])
-            if not isinstance(given, Mapping):
-                continue  # the schema reports a missing or malformed block
-            prefix = f"{task}.teachers.{modality}.members"
-            valid = f"the {modality} slots are {', '.join(slots)} (tasks.TEACHER_MEMBERS)"
-            for slot in given:
-                if slot not in slots:
-                    close = difflib.get_close_matches(str(slot), slots, n=1)
-                    hint = f"; did you mean `{prefix}.{close[0]}`?" if close else ""
+    for path, modality, slots in blocks:
+        given = _get(params, path)
+        if not isinstance(given, Mapping):
+            continue  # the schema reports a missing or malformed block
+        prefix = ".".join(path)
+        valid = f"the {modality} slots are {', '.join(slots)} (tasks.TEACHER_MEMBERS)"
+        for slot in given:
+            if slot not in slots:
+                close = difflib.get_close_matches(str(slot), slots, n=1)
+                hint = f"; did you mean `{prefix}.{close[0]}`?" if close else ""
+                problems.append(Problem(f"{prefix}.{slot}", f"no such member slot{hint}; {valid}"))
+        problems += [
+            Problem(f"{prefix}.{slot}", f"missing member slot; {valid}")
+            for slot in slots
+            if slot not in given
+        ]
+    return problems + _pretrain_problems(params, members, tasks)
+
+
+def _pretrain_problems(
+    params: Mapping[str, Any], members: Mapping[str, Sequence[str]], tasks: Sequence[str]
+) -> list[Problem]:
+    """A task's CXR slot whose encoder or settings differ from the ``cxr_pretrain`` slot it
+    fine-tunes (its weights would not fit, or silently come from another network)."""
+    problems = []
+    for slot in members.get("cxr", ()):
+        shared = _get(params, ["cxr_pretrain", "members", slot])
+        if not isinstance(shared, Mapping):
+            continue
+        for task in tasks:
+            mine = _get(params, [task, "teachers", "cxr", "members", slot])
+            if not isinstance(mine, Mapping):
+                continue
+            for key in ("encoder", "settings"):
+                if mine.get(key) != shared.get(key):
                     problems.append(
-                        Problem(f"{prefix}.{slot}", f"no such member slot{hint}; {valid}")
+                        Problem(
+                            f"{task}.teachers.cxr.members.{slot}.{key}",
+                            f"{mine.get(key)!r} differs from `cxr_pretrain.members.{slot}.{key}` "
+                            f"({shared.get(key)!r}): the member fine-tunes that slot's pre-trained "
+                            "weights; set both the same (or use another slot)",
+                        )
                     )
-            problems += [
-                Problem(f"{prefix}.{slot}", f"missing member slot; {valid}")
-                for slot in slots
-                if slot not in given
-            ]
     return problems
 
 

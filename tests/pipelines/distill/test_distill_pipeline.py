@@ -23,6 +23,7 @@ from mindkd.models.student import MultiHeadStudent, UnimodalClassifier
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.distill.pipeline import create_pipeline
 from mindkd.serving import StudentPyfunc, stays_from_stores
+from mindkd.tasks import TASKS
 
 PROJECT = Path(__file__).resolve().parents[3]
 MODELS = ["mind", "no_kd", "zero_filled", "medfuse", "teachers", "bayes_ceiling"]
@@ -99,18 +100,18 @@ def test_pipeline_reads_prepared_data_and_the_cache_only() -> None:
         "demo_truth_stays",
         *(
             f"{t}.{n}"
-            for t in ("ihm", "pheno")
-            for n in ("cohort", "timeseries", "pairs", "cxr_only", "subgroups")
+            for t in TASKS
+            for n in ("cohort", "timeseries", "pairs", "cxr_only", "subgroups", "teacher_logits")
         ),
-        "ihm.teacher_logits",
-        "pheno.teacher_logits",
-        *(f"params:{t}.{k}" for t in ("ihm", "pheno") for k in ("distill", "task")),
+        *(f"params:{t}.{k}" for t in TASKS for k in ("distill", "task")),
     }
     namespaces = {n.namespace for n in pipeline.only_nodes_with_namespaces(["ihm"]).nodes}
     assert namespaces == {
         "ihm.distill",
         *(f"ihm.distill.{m}" for m in ("mind", "no_kd", "zero_filled", "medfuse", "teachers")),
     }
+    confusion = {n.name for n in pipeline.nodes if n.name.endswith("plot_confusion")}
+    assert confusion == {"los.distill.plot_confusion"}  # multiclass tasks only
     assert {n.name for n in pipeline.only_nodes_with_namespaces(["ihm.distill.mind"]).nodes} == {
         f"ihm.distill.mind.{name}"
         for name in (

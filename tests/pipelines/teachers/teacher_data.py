@@ -18,7 +18,6 @@ from mindkd.models.spec import MemberSpec
 from mindkd.pipelines.teachers.params import (
     CacheParams,
     FitParams,
-    PretrainParams,
     ReportParams,
 )
 from mindkd.tasks import TaskParams
@@ -171,13 +170,14 @@ def parameter_values(
         f"params:{task}.task": task_params(),
         f"params:{task}.teachers.ehr.fit": fit_params(),
         f"params:{task}.teachers.cxr.fit": fit_params(epochs=3),
-        f"params:{task}.teachers.cxr.pretrain": PretrainParams(
-            recipe=recipe, fit=fit_params(epochs=2)
-        ),
+        "params:cxr_pretrain.recipe": recipe,
+        "params:cxr_pretrain.fit": fit_params(epochs=2),
         f"params:{task}.teachers.cache": CacheParams(batch_size=32, device="cpu"),
         f"params:{task}.teachers.report": ReportParams(n_bootstrap=1000, seed=0),
     }
     for modality, slots in MEMBERS.items():
         for slot in slots:
             values[f"params:{task}.teachers.{modality}.members.{slot}"] = members[slot]
+            if modality == "cxr":
+                values[f"params:cxr_pretrain.members.{slot}"] = members[slot]
     return values

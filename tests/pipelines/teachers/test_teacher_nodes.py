@@ -22,7 +22,6 @@ from mindkd.pipelines.teachers import nodes
 from mindkd.pipelines.teachers.params import (
     CacheParams,
     FitParams,
-    PretrainParams,
     ReportParams,
 )
 from mindkd.training import samples
@@ -81,7 +80,8 @@ def test_cxr_pretrain_then_finetune_keeps_encoder_and_replaces_head(inputs: Teac
         inputs.subject_splits,
         inputs.image_store,
         member,
-        PretrainParams(fit=fit_params(epochs=2)),
+        fit_params(epochs=2),
+        "pretrain_then_finetune",
     )
     assert pretrained["heads.cxr.fc.weight"].shape[0] == len(FINDINGS)
     assert len(pre_history["epochs"]) == 2 and pre_history["recipe"] == "pretrain_then_finetune"
@@ -103,7 +103,8 @@ def test_cxr_pretrain_then_finetune_keeps_encoder_and_replaces_head(inputs: Teac
         inputs.subject_splits,
         inputs.image_store,
         member,
-        PretrainParams(recipe="finetune_only", fit=fit_params(epochs=2)),
+        fit_params(epochs=2),
+        "finetune_only",
     )
     assert empty == {"recipe": "finetune_only", "epochs": []}
     assert not torch.equal(initial[conv], pretrained[conv])

@@ -27,6 +27,7 @@ from mindkd.io.logit_cache import LogitCache, LogitCacheDataset
 from mindkd.io.torch_state import TorchStateDictDataset, state_dict_sha256
 from mindkd.models.batch import MultiModalBatch
 from mindkd.pipelines.teachers.pipeline import create_pipeline
+from mindkd.tasks import TASKS
 from mindkd.training import teachers as training_glue
 from mindkd.training.losses import ensemble_targets
 from mindkd.training.metrics import auprc, auroc
@@ -68,16 +69,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TeacherInputs, DataCa
     inputs = make_inputs()
     root = tmp_path_factory.mktemp("teachers")
     catalog = _catalog(inputs, root)
-    pipeline = create_pipeline(members=MEMBERS).only_nodes_with_namespaces(["ihm"])
+    pipeline = create_pipeline(members=MEMBERS).only_nodes_with_namespaces(["cxr_pretrain", "ihm"])
     SequentialRunner().run(pipeline, catalog)
     return inputs, catalog, root
 
 
 def test_one_task_namespace_selects_only_its_nodes() -> None:
-    pipeline = create_pipeline(members=MEMBERS)
+    pipeline = create_pipeline(members=MEMBERS, tasks=("ihm", "pheno"))
     ihm = pipeline.only_nodes_with_namespaces(["ihm"])
     assert {n.namespace.split(".")[0] for n in ihm.nodes} == {"ihm"}
-    assert len(ihm.nodes) * 2 == len(pipeline.nodes)
+    shared = pipeline.only_nodes_with_namespaces(["cxr_pretrain"])
+    assert {n.name for n in shared.nodes} == {
+        f"cxr_pretrain.{s}.pretrain_cxr_teacher" for s in MEMBERS["cxr"]
+    }  # pre-trained once for both tasks
+    assert len(ihm.nodes) * 2 + len(shared.nodes) == len(pipeline.nodes)
     assert {n.namespace for n in ihm.nodes} == {"ihm", *(f"ihm.teacher_{s}" for s in SLOTS)}
     assert all({"teachers", "ihm"} <= n.tags for n in ihm.nodes)
     assert "ihm.teacher_small.train_ehr_teacher" in {n.name for n in ihm.nodes}
@@ -224,7 +229,9 @@ def test_project_config_matches_the_pipeline(tmp_path: Path) -> None:
             value = value[part]
         assert not isinstance(value, dict), f"{name} was not typed"
     catalog = DataCatalog.from_config(loader["catalog"])
-    for task in ("ihm", "pheno"):
+    for slot in ("resnet18", "densenet"):  # pre-trained once for every task
+        assert isinstance(catalog.get(f"cxr_pretrain.{slot}.weights"), TorchStateDictDataset)
+    for task in TASKS:
         assert isinstance(catalog.get(f"{task}.teacher_logits"), LogitCacheDataset)
         for slot in ("lstm_small", "transformer", "resnet34", "densenet"):
             assert isinstance(catalog.get(f"{task}.teacher_{slot}.weights"), TorchStateDictDataset)

@@ -37,8 +37,13 @@ from mindkd.evaluation import (
     to_markdown,
     truth_predictions,
 )
-from mindkd.evaluation.plots import comparison_figure, subgroup_figure, training_curves_figure
-from mindkd.evaluation.scoring import Scores
+from mindkd.evaluation.plots import (
+    comparison_figure,
+    confusion_figure,
+    subgroup_figure,
+    training_curves_figure,
+)
+from mindkd.evaluation.scoring import ALL_METRICS, Scores
 from mindkd.evaluation.subgroups import SCORES as SUBGROUP_SCORES
 from mindkd.evaluation.subgroups import metric_key, score_subgroups, subgroup_markdown
 from mindkd.io.array_store import ArrayStore
@@ -60,8 +65,8 @@ logger = logging.getLogger(__name__)
 
 History = dict[str, Any]
 TEACHERS = "teachers"
-TRACKED = (  # evaluation columns logged as MLflow metrics
-    *(f"{metric}{part}" for metric in ("auroc", "auprc") for part in ("", "_low", "_high")),
+TRACKED = (  # evaluation columns logged as MLflow metrics (the class metrics: multiclass tasks)
+    *(f"{metric}{part}" for metric in ALL_METRICS for part in ("", "_low", "_high")),
     "ece",
     "n",
 )
@@ -343,7 +348,7 @@ def collect_test_predictions(
     frames = [frame.assign(model=name) for name, frame in models.items()]
     definition = task.definition
     ceiling = truth_predictions(
-        truth, _eval_samples(test_samples), definition.name, definition.labels
+        truth, _eval_samples(test_samples), definition.name, definition.labels, definition.kind
     )
     if ceiling is not None:
         frames.append(ceiling.rename(columns={"key": "stay_id"}))
@@ -416,7 +421,8 @@ def render_comparison(
         f"of subjects (seed {settings.seed}; a subject's stays are drawn together), the same "
         "resamples for every model of a subset; "
         f"Δ = model − {settings.reference} on those resamples.",
-        "AUROC / AUPRC are macro averages over labels for multilabel tasks. ECE: "
+        "AUROC / AUPRC are macro averages over labels for multilabel tasks, one-vs-rest for "
+        "multiclass ones (accuracy, macro-F1 and κ with linear weights: of the arg-max class). ECE: "
         f"{settings.ece_bins} equal-width bins. Teachers: float32 size estimated, latency not run.",
         f"MIND: alpha {params.alpha}, T {params.temperature}, distance {params.distance}, "
         f"combine {params.combine}, fused target {params.fused_target}, data {params.data}.",
@@ -456,6 +462,20 @@ def plot_roc_pr(
     return figures[0], figures[1], figures[2], figures[3]
 
 
+def plot_confusion(
+    test_predictions: pd.DataFrame, test_samples: pd.DataFrame, task: TaskParams
+) -> Figure:
+    """Row-normalised confusion matrix of every model's routed prediction (multiclass tasks)."""
+    definition = task.definition
+    return confusion_figure(
+        test_predictions.rename(columns={"stay_id": "key"}),
+        _eval_samples(test_samples),
+        definition.labels,
+        model_order(test_predictions),
+        title=task.name,
+    )
+
+
 def plot_reliability(reliability: pd.DataFrame, task: TaskParams) -> Any:
     """Reliability diagram of every model's routed prediction on the full test set."""
     return reliability_figure(reliability, model_order(reliability), title=task.name)
@@ -480,8 +500,9 @@ def evaluate_subgroups(
     params: DistillParams,
     task: TaskParams,
 ) -> pd.DataFrame:
-    """AUROC / AUPRC with intervals of every model's routed prediction per sex, age band, race and
-    insurance group; groups under ``evaluation.subgroup_min_size`` stays reported unscored."""
+    """AUROC / AUPRC with intervals of every model's routed prediction per group of each column of
+    the subgroup table (clinical: sex, age band, race, insurance); groups under
+    ``evaluation.subgroup_min_size`` stays reported unscored."""
     definition = task.definition
     return score_subgroups(
         test_predictions.rename(columns={"stay_id": "key"}),
@@ -492,6 +513,7 @@ def evaluate_subgroups(
         settings=params.evaluation,
         models=model_order(test_predictions),
         min_size=params.evaluation.subgroup_min_size,
+        attributes=[c for c in subgroups.columns if c != "stay_id"],  # the source's own groups
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from kedro.pipeline import Node, Pipeline
 
-from mindkd.tasks import TASKS, TEACHER_MEMBERS
+from mindkd.tasks import TASKS, TEACHER_MEMBERS, get_task
 from mindkd.training.samples import fingerprint_inputs
 from mindkd.training.spec import VARIANTS
 
@@ -287,6 +287,27 @@ def _training_curves(task: str, variants: Sequence[str]) -> Node:
     )
 
 
+def _confusion(task: str) -> Node:
+    """A multiclass task's confusion matrices (``<task>.distill.confusion_plot``); a binary or
+    multilabel task has none (its curves and reliability say what a 2x2 table would)."""
+    scope = f"{task}.distill"
+    return Node(
+        nodes.plot_confusion,
+        [f"{scope}.predictions", f"{scope}.test_samples", f"params:{task}.task"],
+        f"{scope}.confusion_plot",
+        name="plot_confusion",
+        namespace=scope,
+        tags=["distill_evaluation"],
+    )
+
+
+def _multiclass(task: str) -> bool:
+    try:
+        return get_task(task).kind == "multiclass"
+    except ValueError:  # a namespace that is not a task name: its kind is in its parameters
+        return False
+
+
 def create_pipeline(
     tasks: Sequence[str] = TASKS,
     variants: Sequence[str] = VARIANTS,
@@ -309,6 +330,7 @@ def create_pipeline(
                     inputs=SHARED,
                 ),
                 _training_curves(task, variants),
+                *([_confusion(task)] if _multiclass(task) else []),
             ],
             tags=[task],
         )

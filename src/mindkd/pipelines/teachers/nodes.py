@@ -1,7 +1,9 @@
 """Nodes of the ``teachers`` pipeline: train each member, cache its logits once, report the ensembles.
 
-Per member (namespace ``<task>.teacher_<slot>``): ``train_ehr_teacher`` or ``pretrain_cxr_teacher`` +
-``finetune_cxr_teacher`` -> weights and history; ``track_training_curves`` -> MLflow curves;
+Once per CXR slot, for every task (namespace ``cxr_pretrain.<slot>``): ``pretrain_cxr_teacher``.
+Per member (namespace ``<task>.teacher_<slot>``): ``train_ehr_teacher`` or ``finetune_cxr_teacher``
+(from the slot's pre-trained weights, or ``initial_cxr_teacher``'s for a source without CheXpert
+labels) -> weights and history; ``track_training_curves`` -> MLflow curves;
 ``predict_ehr_logits`` / ``predict_cxr_logits`` -> the member's logits for every key it can see.
 Per task: ``fingerprint_teacher_inputs`` (``training.samples.fingerprint_inputs``),
 ``assemble_logit_cache`` (all members, keyed by slot name),
@@ -32,7 +34,7 @@ from mindkd.training import samples as sampling
 from mindkd.training import teachers as glue
 from mindkd.training.fit import cpu_state
 
-from .params import CacheParams, FitParams, PretrainParams, ReportParams
+from .params import CacheParams, FitParams, Recipe, ReportParams
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +73,18 @@ def pretrain_cxr_teacher(
     subject_splits: pd.DataFrame,
     image_store: ArrayStore,
     member: MemberSpec,
-    pretrain: PretrainParams,
+    fit: FitParams,
+    recipe: Recipe,
 ) -> tuple[dict[str, Tensor], History]:
     """Pre-train a CXR member on the 14 CheXpert findings of train-split images (val early-stops).
 
-    With ``recipe: finetune_only`` nothing is trained: the member's seeded initial weights are
-    returned, and the history is empty.
+    It reads no task label: one run serves every task's fine-tuning. With ``recipe:
+    finetune_only`` nothing is trained: the member's seeded initial weights are returned, and the
+    history is empty.
     """
-    model = glue.build_teacher(member, len(FINDINGS), seed=pretrain.fit.seed)
-    if pretrain.recipe == "finetune_only":
-        return cpu_state(model), {"recipe": pretrain.recipe, "epochs": []}
+    model = glue.build_teacher(member, len(FINDINGS), seed=fit.seed)
+    if recipe == "finetune_only":
+        return cpu_state(model), {"recipe": recipe, "epochs": []}
     samples = sampling.pretrain_image_samples(image_labels, subject_splits, image_store, FINDINGS)
     train, val = (sampling.split_rows(samples, s) for s in ("train", "val"))
     logger.info("CheXpert pre-training on %d train / %d val images", len(train), len(val))
@@ -89,9 +93,16 @@ def pretrain_cxr_teacher(
         glue.image_dataset(train, image_store, FINDINGS),
         glue.image_dataset(val, image_store, FINDINGS),
         "multilabel",
-        pretrain.fit,
+        fit,
     )
-    return result.state_dict, {"recipe": pretrain.recipe, **glue.history_report(result, model)}
+    return result.state_dict, {"recipe": recipe, **glue.history_report(result, model)}
+
+
+def initial_cxr_teacher(member: MemberSpec, fit: FitParams) -> tuple[dict[str, Tensor], History]:
+    """The member's seeded initial weights and an empty history: the start of a CXR member of a
+    source without CheXpert labels (AV-digits), which fine-tunes from scratch."""
+    model = glue.build_teacher(member, len(FINDINGS), seed=fit.seed)
+    return cpu_state(model), {"recipe": "finetune_only", "epochs": []}
 
 
 def finetune_cxr_teacher(

@@ -1,10 +1,12 @@
 """Typed parameters of the ``teachers`` pipeline (``parameters_teachers.yml``, key ``<task>.teachers``).
 
-Layout per task namespace (``ihm``, ``pheno``)::
+Layout per task namespace (``ihm``, ``pheno``, ``los``), and the shared pre-training::
 
+    cxr_pretrain                                CxrPretrainParams  recipe + CheXpert pre-training of
+                                                                   every CXR slot, once for all tasks
+    cxr_pretrain.members.<slot>                 MemberSpec         the encoder each slot pre-trains
     <task>.teachers.ehr.fit                     FitParams          training of every EHR member
     <task>.teachers.ehr.members.<slot>          MemberSpec       one per slot of tasks.TEACHER_MEMBERS
-    <task>.teachers.cxr.pretrain                PretrainParams     recipe + CheXpert pre-training
     <task>.teachers.cxr.fit                     FitParams          fine-tuning on the task labels
     <task>.teachers.cxr.members.<slot>          MemberSpec
     <task>.teachers.cache                       CacheParams        the logit-cache forward pass
@@ -14,7 +16,8 @@ Layout per task namespace (``ihm``, ``pheno``)::
 and the project checks the whole parameter tree against these models before any node runs
 (``mindkd.pipelines.params``), so a misspelt setting or block (``fitt``) fails at start-up, whichever
 pipeline is selected. The member slots are checked there too: they must be exactly those of
-``mindkd.tasks.TEACHER_MEMBERS``.
+``mindkd.tasks.TEACHER_MEMBERS``, and a task's CXR slot must name the encoder and settings its
+``cxr_pretrain`` slot pre-trains (the fine-tuning starts from those weights).
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ class PretrainParams(_Params):
     fit: FitParams = Field(default_factory=FitParams)
 
 
+class CxrPretrainParams(PretrainParams):
+    """``cxr_pretrain``: the CheXpert pre-training of every CXR member slot, run once and shared by
+    every task (it reads no task label), then fine-tuned per task (``<task>.teachers.cxr``)."""
+
+    members: dict[str, MemberSpec]
+
+
 class CacheParams(_Params):
     """The single deterministic forward pass of every member over every key it can see."""
 
@@ -85,9 +95,7 @@ class EhrTeachersParams(_Params):
 
 
 class CxrTeachersParams(EhrTeachersParams):
-    """``<task>.teachers.cxr``: as for EHR, plus how the members start (``pretrain``)."""
-
-    pretrain: PretrainParams
+    """``<task>.teachers.cxr``: as for EHR; the members start from the shared ``cxr_pretrain``."""
 
 
 class TeachersParams(_Params):

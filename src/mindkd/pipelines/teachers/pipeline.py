@@ -1,8 +1,11 @@
 """Wiring of the ``teachers`` pipeline: one member pipeline per slot, one task pipeline per namespace.
 
-Namespaces: ``<task>.teacher_<slot>`` for each member slot of ``mindkd.tasks.TEACHER_MEMBERS`` (their
-hyper-parameters are ``<task>.teachers.<modality>.members.<slot>``), under the task namespaces
-``ihm`` and ``pheno``. ``kedro run --pipelines teachers --namespaces ihm`` runs one task; every node
+Namespaces: ``cxr_pretrain.<slot>`` for the CheXpert pre-training of each CXR slot, once for every
+task (parameters ``cxr_pretrain``); ``<task>.teacher_<slot>`` for each member slot of
+``mindkd.tasks.TEACHER_MEMBERS`` (their hyper-parameters are
+``<task>.teachers.<modality>.members.<slot>``), under the task namespaces ``ihm``, ``pheno`` and
+``los``. ``kedro run --pipelines teachers --namespaces ihm`` runs one task from the saved
+pre-trained weights (add ``cxr_pretrain`` to pre-train them too); every node
 also carries the task's tag and ``teachers_ehr`` / ``teachers_cxr``.
 """
 
@@ -18,6 +21,7 @@ from mindkd.training.samples import fingerprint_inputs
 from . import nodes
 
 SHARED = {"cxr_image_store", "cxr_image_labels", "subject_splits"}
+PRETRAIN = "cxr_pretrain"  # the namespace (and parameter key) of the shared CXR pre-training
 TASK_INPUTS = {"cohort", "timeseries", "pairs", "cxr_only"}
 _RESERVED = {"fingerprint", "task"}  # keyword names of assemble_logit_cache
 
@@ -42,21 +46,22 @@ def _ehr_member() -> Pipeline:
     )
 
 
-def _cxr_member() -> Pipeline:
+def _cxr_member(pretrained: bool) -> Pipeline:
+    start = (
+        []
+        if pretrained  # `pretrained_weights` / `pretrain_history` come from cxr_pretrain.<slot>
+        else [
+            Node(
+                nodes.initial_cxr_teacher,
+                ["params:member", "params:fit"],
+                ["pretrained_weights", "pretrain_history"],
+                name="initial_cxr_teacher",
+            )
+        ]
+    )
     return Pipeline(
         [
-            Node(
-                nodes.pretrain_cxr_teacher,
-                [
-                    "cxr_image_labels",
-                    "subject_splits",
-                    "cxr_image_store",
-                    "params:member",
-                    "params:pretrain",
-                ],
-                ["pretrained_weights", "pretrain_history"],
-                name="pretrain_cxr_teacher",
-            ),
+            *start,
             Node(
                 nodes.finetune_cxr_teacher,
                 [
@@ -95,29 +100,76 @@ def _cxr_member() -> Pipeline:
     )
 
 
-def _member(modality: str, slot: str) -> Pipeline:
-    template = _ehr_member() if modality == "ehr" else _cxr_member()
+def pretrained(slot: str) -> dict[str, str]:
+    """The shared pre-training outputs of CXR slot ``slot`` (``cxr_pretrain.<slot>.*``)."""
+    return {
+        "pretrained_weights": f"{PRETRAIN}.{slot}.weights",
+        "pretrain_history": f"{PRETRAIN}.{slot}.history",
+    }
+
+
+def _pretrain(slot: str) -> Pipeline:
+    """CheXpert pre-training of one CXR slot, once for every task (namespace ``cxr_pretrain.<slot>``).
+
+    It reads no task label, so each task's member of the slot fine-tunes from the same weights."""
+    template = Pipeline(
+        [
+            Node(
+                nodes.pretrain_cxr_teacher,
+                [
+                    "cxr_image_labels",
+                    "subject_splits",
+                    "cxr_image_store",
+                    "params:member",
+                    "params:fit",
+                    "params:recipe",
+                ],
+                ["weights", "history"],
+                name="pretrain_cxr_teacher",
+            )
+        ]
+    )
+    return Pipeline(
+        template,
+        namespace=f"{PRETRAIN}.{slot}",
+        inputs=SHARED,
+        parameters={
+            "params:member": f"params:{PRETRAIN}.members.{slot}",
+            "params:fit": f"params:{PRETRAIN}.fit",
+            "params:recipe": f"params:{PRETRAIN}.recipe",
+        },
+        tags=["teachers_cxr", PRETRAIN],
+    )
+
+
+def _member(modality: str, slot: str, shared_pretraining: bool = True) -> Pipeline:
+    template = _ehr_member() if modality == "ehr" else _cxr_member(shared_pretraining)
     parameters = {
         "params:member": f"params:teachers.{modality}.members.{slot}",
         "params:fit": f"params:teachers.{modality}.fit",
         "params:cache": "params:teachers.cache",
         "params:task": "params:task",
     }
-    if modality == "cxr":
-        parameters["params:pretrain"] = "params:teachers.cxr.pretrain"
+    inputs: dict[str, str] = {
+        name: name for name in (TASK_INPUTS | SHARED) & set(template.inputs())
+    }
+    if modality == "cxr" and shared_pretraining:
+        inputs |= pretrained(slot)
     return Pipeline(
         template,
         namespace=f"teacher_{slot}",
-        inputs=(TASK_INPUTS | SHARED) & set(template.inputs()),
+        inputs=inputs,
         outputs={"member_logits": f"teacher_{slot}_logits"},
         parameters=parameters,
         tags=[f"teachers_{modality}"],
     )
 
 
-def _task(members: Mapping[str, Sequence[str]]) -> Pipeline:
+def _task(members: Mapping[str, Sequence[str]], shared_pretraining: bool = True) -> Pipeline:
     slots = [slot for modality in ("ehr", "cxr") for slot in members.get(modality, ())]
-    per_member = [_member(m, slot) for m in ("ehr", "cxr") for slot in members.get(m, ())]
+    per_member = [
+        _member(m, slot, shared_pretraining) for m in ("ehr", "cxr") for slot in members.get(m, ())
+    ]
     cache_inputs = {
         "fingerprint": "teacher_input_fingerprint",
         "task": "params:task",
@@ -160,7 +212,9 @@ def _task(members: Mapping[str, Sequence[str]]) -> Pipeline:
     return Pipeline([*per_member, task_nodes])
 
 
-def _training_curves(task: str, members: Mapping[str, Sequence[str]]) -> Node:
+def _training_curves(
+    task: str, members: Mapping[str, Sequence[str]], shared_pretraining: bool = True
+) -> Node:
     """Every member's training curves in one figure (``<task>.teacher_training_curves_plot``).
 
     Inputs: each slot's ``history`` and, for CXR slots, its ``pretrain_history`` (keyword
@@ -174,7 +228,11 @@ def _training_curves(task: str, members: Mapping[str, Sequence[str]]) -> Node:
             histories[slot] = f"{task}.teacher_{slot}.history"
             if modality == "cxr":
                 key = f"{slot}{nodes.PRETRAIN_SUFFIX}"
-                histories[key] = f"{task}.teacher_{slot}.pretrain_history"
+                histories[key] = (
+                    pretrained(slot)["pretrain_history"]
+                    if shared_pretraining
+                    else f"{task}.teacher_{slot}.pretrain_history"
+                )
     return Node(
         nodes.plot_teacher_training_curves,
         {"task": f"params:{task}.task", **histories},
@@ -204,20 +262,36 @@ def _check_slots(members: Mapping[str, Sequence[str]]) -> None:
 def create_pipeline(
     members: Mapping[str, Sequence[str]] | None = None,
     tasks: Sequence[str] = TASKS,
+    shared_pretraining: bool = True,
     **kwargs: object,
 ) -> Pipeline:
-    """The teachers of every task; ``members`` defaults to ``mindkd.tasks.TEACHER_MEMBERS``."""
+    """The teachers of every task; ``members`` defaults to ``mindkd.tasks.TEACHER_MEMBERS``.
+
+    ``shared_pretraining``: CXR members fine-tune from the ``cxr_pretrain`` stage (CheXpert
+    pre-training of each slot, once for all ``tasks``); False: from their seeded initial weights
+    (a source without CheXpert labels, e.g. AV-digits), with no pre-training node."""
     if members is None:
         members = TEACHER_MEMBERS
     _check_slots(members)
+    shared = [_pretrain(slot) for slot in members.get("cxr", ())] if shared_pretraining else []
     per_task = [
         Pipeline(
             [
-                Pipeline(_task(members), namespace=task, inputs=SHARED),
-                _training_curves(task, members),
+                _namespaced(_task(members, shared_pretraining), task, members, shared_pretraining),
+                _training_curves(task, members, shared_pretraining),
             ],
             tags=[task],
         )
         for task in tasks
     ]
-    return Pipeline(per_task, tags=["teachers"])
+    return Pipeline([*shared, *per_task], tags=["teachers"])
+
+
+def _namespaced(
+    template: Pipeline, task: str, members: Mapping[str, Sequence[str]], shared_pretraining: bool
+) -> Pipeline:
+    """One task's teachers in namespace ``task``, the shared inputs (and pre-training) outside it."""
+    shared = set(SHARED)
+    if shared_pretraining:
+        shared |= {name for slot in members.get("cxr", ()) for name in pretrained(slot).values()}
+    return Pipeline(template, namespace=task, inputs=shared & set(template.inputs()))
