@@ -24,11 +24,12 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache/cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-data real-demo tune seeds results test test-fast lint format viz mlflow-ui compare bench clean-data help
+.PHONY: setup demo demo-data real-demo avdigits tune seeds results test test-fast lint format viz mlflow-ui compare bench clean-data help
 
 help:
 	@echo "make demo      generate the demo data (if absent), run the whole pipeline, register the best students"
 	@echo "make real-demo the same on the real MIMIC-IV demo (MIMIC_DEMO_DIR=... or a PhysioNet download)"
+	@echo "make avdigits  the AV-digits benchmark (spoken + handwritten digits; FSDD_DIR=... or a clone)"
 	@echo "make tune      search every method's settings on val (Optuna; after make demo)"
 	@echo "make seeds     the distill stage again for SEEDS (default 1 2 3 4), reusing the cache"
 	@echo "make results   docs/results.md and README's results from the tracked seed runs"
@@ -58,6 +59,21 @@ demo: setup demo-data
 	$(BIN)/kedro run
 	$(BIN)/python -m mindkd.tracking register --task ihm
 	$(BIN)/python -m mindkd.tracking register --task pheno
+	$(BIN)/python -m mindkd.tracking register --task los
+
+# AV-digits (docs/avdigits.md): spoken digits (FSDD, CC BY-SA 4.0) + scikit-learn's handwritten
+# digits through the same teachers and distill stages. FSDD_DIR: a local copy of the dataset
+# (linked, not copied); without it the recordings are cloned from GitHub once.
+FSDD_DIR ?=
+FSDD_LINK := data/01_raw/fsdd/recordings
+FSDD_REPO := https://github.com/Jakobovski/free-spoken-digit-dataset
+$(FSDD_LINK):
+	mkdir -p $(dir $(FSDD_LINK))
+	$(if $(FSDD_DIR),ln -sfn $(abspath $(FSDD_DIR))/recordings $(FSDD_LINK),git clone --depth 1 $(FSDD_REPO) data/01_raw/fsdd/clone && ln -sfn clone/recordings $(FSDD_LINK))
+
+avdigits: setup $(FSDD_LINK)
+	$(BIN)/kedro run --pipelines avdigits
+	$(BIN)/python -m mindkd.tracking register --task avdigits
 
 # The real, open MIMIC-IV demo (100 patients) with synthetic X-rays for its subjects: MIMIC_DEMO_DIR
 # when set (linked, not copied), else a download from PhysioNet (no credentials). Its own data root
@@ -67,21 +83,25 @@ real-demo: setup
 	$(BIN)/kedro run --env real_demo
 	$(BIN)/python -m mindkd.tracking --env real_demo register --task ihm --metric best/val/loss
 	$(BIN)/python -m mindkd.tracking --env real_demo register --task pheno --metric best/val/loss
+	$(BIN)/python -m mindkd.tracking --env real_demo register --task los --metric best/val/loss
 
-# The results pages (docs/results.md): after `make demo` (seed 0), `make seeds` adds seeds 1-4 from
-# the same logit cache; `make results` rewrites the marked blocks of docs/results.md and README.md
-# from the MLflow runs. `make tune` is the val-split search whose values conf/base holds.
-SEEDS ?= 1 2 3 4
+# The results pages (docs/results.md): after `make demo` and `make avdigits` (seed 0), `make seeds`
+# adds the student seeds SEEDS from the same logit caches; `make results` rewrites the marked blocks
+# of docs/results.md and README.md from the MLflow runs (every task needs MIN_SEEDS seeds).
+# `make tune` is the val-split search whose values conf/base holds.
+SEEDS ?= 1 2
+MIN_SEEDS ?= 3
 tune: setup
 	$(BIN)/kedro run --pipelines tune
 
 seeds: setup
 	for s in $(SEEDS); do \
-		$(BIN)/kedro run --pipelines distill --params "ihm.distill.fit.seed=$$s,pheno.distill.fit.seed=$$s" || exit 1; \
+		$(BIN)/kedro run --pipelines distill --params "ihm.distill.fit.seed=$$s,pheno.distill.fit.seed=$$s,los.distill.fit.seed=$$s" || exit 1; \
+		$(BIN)/kedro run --pipelines avdigits --namespaces avdigits.distill --params "avdigits.distill.fit.seed=$$s" || exit 1; \
 	done
 
 results: setup
-	$(BIN)/python -m mindkd.tracking results --min-seeds 5 --write docs/results.md README.md
+	$(BIN)/python -m mindkd.tracking results --min-seeds $(MIN_SEEDS) --write docs/results.md README.md
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

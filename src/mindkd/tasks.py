@@ -71,6 +71,7 @@ class TaskDefinition:
     window: WindowKind
     hours: int | None = None
     build_cohort: CohortBuilder | None = None
+    ordinal: bool = False  # multiclass classes in order (los): linearly weighted κ is scored
 
     @property
     def spec(self) -> TaskSpec:
@@ -172,6 +173,7 @@ def get_task(name: str) -> TaskDefinition:
             window="first_hours",
             hours=48,
             build_cohort=_los_cohort,
+            ordinal=True,
         )
     raise ValueError(
         f"Unknown task {name!r} (config key `<namespace>.task.name`); known tasks: ihm, pheno, los, "

@@ -213,14 +213,20 @@ def _multiclass_case(seed: int = 5, n: int = 120, k: int = 4) -> tuple[pd.DataFr
 
 
 def test_a_multiclass_task_gets_the_class_metrics_with_paired_deltas() -> None:
-    """Accuracy, macro-F1 and linear κ of the arg-max class, with intervals and the paired
-    difference to the reference, for a multiclass task only."""
+    """Accuracy, macro-F1 and (ordered classes) linear κ of the arg-max class, with intervals and
+    the paired difference to the reference, for a multiclass task only."""
     from sklearn.metrics import cohen_kappa_score
 
     predictions, samples = _multiclass_case()
     labels = ["c0", "c1", "c2", "c3"]
     scores = score_predictions(
-        predictions, samples, labels, "multiclass", ScoreSettings(seed=1), reference="no_kd"
+        predictions,
+        samples,
+        labels,
+        "multiclass",
+        ScoreSettings(seed=1),
+        reference="no_kd",
+        ordinal=True,
     )
     mind = scores.table.query("model == 'mind' and subset == 'full'").iloc[0]
     z = predictions.query("model == 'mind'")[[f"logit_{j}" for j in range(4)]].to_numpy()
@@ -238,3 +244,5 @@ def test_a_multiclass_task_gets_the_class_metrics_with_paired_deltas() -> None:
         ScoreSettings(),
     )  # fmt: skip
     assert "kappa" not in binary.table.columns and "accuracy" not in binary.table.columns
+    unordered = score_predictions(predictions, samples, labels, "multiclass", ScoreSettings())
+    assert "accuracy" in unordered.table.columns and "kappa" not in unordered.table.columns

@@ -257,3 +257,10 @@ def test_default_store_comes_from_the_project_conf(tmp_path: Path) -> None:
     assert absolute_uri("sqlite:///x/m.db", tmp_path) == f"sqlite:///{tmp_path / 'x/m.db'}"
     assert absolute_uri(f"sqlite:///{tmp_path}/m.db", Path("/else")) == f"sqlite:///{tmp_path}/m.db"
     assert absolute_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_the_tracking_commands_know_every_task_namespace() -> None:
+    from mindkd.tasks import AVDIGITS, TASKS
+    from mindkd.tracking.compare import TASKS as TRACKED
+
+    assert TRACKED == (*TASKS, AVDIGITS)

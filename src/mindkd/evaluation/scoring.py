@@ -56,10 +56,14 @@ CLASS_METRICS: dict[str, MetricFn] = {
 ALL_METRICS: tuple[str, ...] = (*METRICS, *CLASS_METRICS)
 
 
-def metrics_for(kind: TaskKind) -> dict[str, MetricFn]:
+def metrics_for(kind: TaskKind, ordinal: bool = False) -> dict[str, MetricFn]:
     """The metrics scored for a task of ``kind``: AUROC / AUPRC (macro, one-vs-rest for multiclass)
-    and, for multiclass, accuracy, macro-F1 and linearly weighted κ."""
-    return METRICS | CLASS_METRICS if kind == "multiclass" else dict(METRICS)
+    and, for multiclass, accuracy and macro-F1, plus linearly weighted κ when the classes are
+    ``ordinal`` (length of stay; a distance between digits means nothing)."""
+    if kind != "multiclass":
+        return dict(METRICS)
+    classes = {k: f for k, f in CLASS_METRICS.items() if ordinal or k != "kappa"}
+    return METRICS | classes
 
 
 def scored_metrics(table: pd.DataFrame) -> list[str]:
@@ -145,9 +149,11 @@ def score_predictions(
     subsets: Sequence[str] | None = None,
     heads: Sequence[str] = HEAD_ORDER,
     warn: bool = True,
+    ordinal: bool = False,
 ) -> Scores:
     """AUROC / AUPRC with percentile intervals, ECE and reliability bins, per model, subset, head
-    (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored). Skipped
+    (``subsets``: those of ``subset_keys``, all by default; ``heads``: the heads scored;
+    ``ordinal``: a multiclass task's classes are ordered, so linearly weighted κ too). Skipped
     bootstrap resamples are in the table (``<metric>_skipped``), and also logged unless ``warn`` is
     False.
 
@@ -170,7 +176,14 @@ def score_predictions(
                 if logits is None:
                     continue
                 row, values, reliability = _score_one(
-                    y, logits, kind, resamples, settings=settings, usable=usable, warn=warn
+                    y,
+                    logits,
+                    kind,
+                    resamples,
+                    settings=settings,
+                    usable=usable,
+                    warn=warn,
+                    ordinal=ordinal,
                 )
                 rows.append({"model": model, "subset": subset, "head": head, **row})
                 draws.update({(model, subset, head, m): v for m, v in values.items()})
@@ -204,6 +217,7 @@ def _score_one(
     settings: ScoreSettings,
     usable: int,
     warn: bool = True,
+    ordinal: bool = False,
 ) -> tuple[dict[str, object], dict[str, np.ndarray], pd.DataFrame]:
     """The row of one (model, subset, head), its usable bootstrap draws and its reliability bins.
 
@@ -215,7 +229,7 @@ def _score_one(
     scores = probs if kind == "multiclass" else logits
     row: dict[str, object] = {"n": len(y), "positives": float(np.nansum(y))}
     values: dict[str, np.ndarray] = {}
-    for name, fn in metrics_for(kind).items():
+    for name, fn in metrics_for(kind, ordinal).items():
         result = bootstrap(fn, y, scores, alpha=settings.alpha, resamples=resamples, warn=warn)
         row |= {
             name: result.point,

@@ -43,6 +43,7 @@ def score_split(
     level: float,
     seed: int,
     combine: EnsembleCombine,
+    ordinal: bool = False,
 ) -> list[dict[str, Any]]:
     """One report row per member and one for the ensemble of ``modality`` on ``split`` of ``samples``."""
     table = split_rows(samples, split)
@@ -67,7 +68,7 @@ def score_split(
             "positives": float(np.nansum(y)),
         }
         scores = scores_for_metrics(z, kind)  # softmax for multiclass, logits otherwise
-        for name, fn in metrics_for(kind).items():
+        for name, fn in metrics_for(kind, ordinal).items():
             result = bootstrap(fn, y, scores, alpha=1.0 - level, resamples=resamples)
             row |= {name: result.point, f"{name}_low": result.low, f"{name}_high": result.high}
             if result.n_skipped == 0:

@@ -19,7 +19,7 @@ from mlflow.entities import Run
 
 from mindkd.tracking import runs as names
 
-TASKS = ("ihm", "pheno")
+TASKS = ("ihm", "pheno", "los", "avdigits")  # mindkd.tasks: TASKS and AVDIGITS (a test checks)
 SUBSETS = ("paired", "full")
 METRICS = ("auroc", "auprc")
 HEAD = "routed"

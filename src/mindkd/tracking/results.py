@@ -49,6 +49,14 @@ LABELS = {
 }
 SUBSETS = ("paired", "full")
 METRICS = ("auroc", "auprc")
+CLASS_METRICS = ("accuracy", "macro_f1", "kappa")  # multiclass tasks (los, avdigits) log them too
+METRIC_NAMES = {
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "kappa": "κ linear",
+}
 REFERENCE = "no_kd"  # the reference whose deltas are logged without a `_vs_` suffix
 
 
@@ -162,6 +170,16 @@ def _delta_key(other: str, subset: str, metric: str) -> str:
     return f"mind.{subset}.routed.delta_{metric}{suffix}"
 
 
+def task_metrics(seeds: SeedRuns) -> list[str]:
+    """AUROC / AUPRC, and the class metrics where the task's runs logged them (multiclass)."""
+    logged = [
+        m
+        for m in CLASS_METRICS
+        if not all(math.isnan(v) for v in seeds.metric(_key("mind", "full", m)))
+    ]
+    return [*METRICS, *logged]
+
+
 def summary_table(results: Sequence[SeedRuns]) -> str:
     models = [*MODELS, *FIXED]
     lines = [
@@ -169,7 +187,7 @@ def summary_table(results: Sequence[SeedRuns]) -> str:
         "|---|---|---|" + "---|" * len(models),
     ]
     for seeds in results:
-        for metric in METRICS:
+        for metric in task_metrics(seeds):
             for subset in SUBSETS:
                 cells = []
                 for model in models:
@@ -178,7 +196,9 @@ def summary_table(results: Sequence[SeedRuns]) -> str:
                 best = _best_trained(seeds, subset, metric)
                 cells = [f"**{c}**" if m == best else c for m, c in zip(models, cells, strict=True)]
                 lines.append(
-                    f"| {seeds.task} | {metric.upper()} | {subset} | " + " | ".join(cells) + " |"
+                    f"| {seeds.task} | {METRIC_NAMES[metric]} | {subset} | "
+                    + " | ".join(cells)
+                    + " |"
                 )
     return "\n".join(lines)
 
@@ -234,7 +254,7 @@ class Claim:
 def claims(seeds: SeedRuns) -> list[Claim]:
     out = []
     for subset in SUBSETS:
-        for metric in METRICS:
+        for metric in task_metrics(seeds):
             for other in (*MODELS[1:], "teachers"):
                 key = _delta_key(other, subset, metric)
                 differences = seeds.metric(key)
@@ -254,7 +274,9 @@ def claims(seeds: SeedRuns) -> list[Claim]:
     return out
 
 
-def claims_table(results: Sequence[SeedRuns], metrics: Sequence[str] = METRICS) -> str:
+def claims_table(
+    results: Sequence[SeedRuns], metrics: Sequence[str] = (*METRICS, *CLASS_METRICS)
+) -> str:
     lines = [
         "| task | test set | metric | MIND − | mean ± sd over seeds | MIND ahead | "
         "interval > 0 | interval < 0 | reading |",
@@ -265,7 +287,7 @@ def claims_table(results: Sequence[SeedRuns], metrics: Sequence[str] = METRICS) 
             series = pd.Series(claim.differences)
             spread = f"{series.mean():+.3f} ± {series.std():.3f}" if claim.n > 1 else "–"
             lines.append(
-                f"| {claim.task} | {claim.subset} | {claim.metric.upper()} | "
+                f"| {claim.task} | {claim.subset} | {METRIC_NAMES[claim.metric]} | "
                 f"{LABELS[claim.other]} | {spread} | {claim.ahead}/{claim.n} | "
                 f"{claim.above}/{claim.n} | {claim.below}/{claim.n} | {claim.verdict()} |"
             )

@@ -388,6 +388,7 @@ def evaluate_test_predictions(
         models=model_order(test_predictions),
         reference=settings.reference,
         contrast="mind",
+        ordinal=definition.ordinal,
     )
     return scores.table, scores.differences, scores.reliability
 
@@ -422,7 +423,8 @@ def render_comparison(
         "resamples for every model of a subset; "
         f"Δ = model − {settings.reference} on those resamples.",
         "AUROC / AUPRC are macro averages over labels for multilabel tasks, one-vs-rest for "
-        "multiclass ones (accuracy, macro-F1 and κ with linear weights: of the arg-max class). ECE: "
+        "multiclass ones (accuracy, macro-F1 and, for ordered classes, κ with linear weights: of "
+        "the arg-max class). ECE: "
         f"{settings.ece_bins} equal-width bins. Teachers: float32 size estimated, latency not run.",
         f"MIND: alpha {params.alpha}, T {params.temperature}, distance {params.distance}, "
         f"combine {params.combine}, fused target {params.fused_target}, data {params.data}.",

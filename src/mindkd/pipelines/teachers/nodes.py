@@ -252,6 +252,7 @@ def evaluate_teachers(
             split,
             labels=spec.labels,
             kind=spec.kind,
+            ordinal=task.definition.ordinal,
             combine=params.combine,
             **settings,
         )
