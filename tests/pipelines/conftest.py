@@ -88,13 +88,15 @@ def one_hot_run(data_run: ProjectRun, tmp_path_factory: pytest.TempPathFactory) 
     project = make_project_run(
         tmp, Path(raw["mimic_iv_dir"]), Path(raw["mimic_cxr_jpg_dir"]), data_root=tmp / "data"
     )
-    params = {"ehr": {"categorical": "one_hot"}, "ihm": tiny_model_params()["ihm"]}
+    # every task's tiny CXR slots: they must match the shared pre-training's (checked at start-up)
+    params = {"ehr": {"categorical": "one_hot"}, **tiny_model_params()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with project.session(params) as session:
             session.run(
-                pipeline_names=["ehr", "pairing", "teachers", "distill"], namespaces=["ihm"]
+                pipeline_names=["ehr", "pairing", "teachers", "distill"],
+                namespaces=["ihm", "cxr_pretrain"],  # the task and its shared pre-training
             )
     finally:
         torch.set_num_threads(threads)

@@ -20,6 +20,7 @@ import yaml
 from kedro_harness import PROJECT_ROOT, ProjectRun, make_project_run
 from mindkd.pipelines.distill.params import DistillParams
 from mindkd.pipelines.tune import create_pipeline
+from mindkd.tasks import TASKS
 from mindkd.tracking.trials import TAG_PARENT
 from mindkd.training.tuning import with_values
 from tiny_models import tiny_model_params
@@ -32,7 +33,7 @@ def test_no_node_of_the_tune_stage_reads_the_test_split() -> None:
     rows, stays inside the distill nodes that make the splits)."""
     pipeline = create_pipeline()
     studies = [n for n in pipeline.nodes if n.namespace and n.namespace.endswith(".tune")]
-    assert len(studies) == 2 * (len(METHODS) + 1)
+    assert len(studies) == len(TASKS) * (len(METHODS) + 1)
     for node in studies:
         for name in node.inputs:
             assert "test" not in name and not name.endswith("distill.samples"), (node.name, name)

@@ -230,7 +230,7 @@ def test_project_config_matches_the_pipeline(tmp_path: Path) -> None:
         assert not isinstance(value, dict), f"{name} was not typed"
     catalog = DataCatalog.from_config(loader["catalog"])
     for slot in ("resnet18", "densenet"):  # pre-trained once for every task
-        assert isinstance(catalog.get(f"cxr_pretrain.{slot}.weights"), TorchStateDictDataset)
+        assert isinstance(catalog.get(f"cxr_pretrained_{slot}"), TorchStateDictDataset)
     for task in TASKS:
         assert isinstance(catalog.get(f"{task}.teacher_logits"), LogitCacheDataset)
         for slot in ("lstm_small", "transformer", "resnet34", "densenet"):

@@ -1,9 +1,8 @@
 """Typed parameters of the ``avdigits`` pipeline (``parameters_avdigits.yml``, key ``avdigits.source``).
 
-The ``avdigits`` block holds the source adapter's settings under ``source``; the task-level blocks
-(``task``, ``teachers``, ``distill``) join it when the teachers and distill pipelines are instantiated
-for the ``avdigits`` namespace. ``AvDigitsBlock`` is the block as the session-wide parameter check
-(``mindkd.pipelines.params``) should know it.
+The ``avdigits`` block holds the source adapter's settings under ``source`` beside the task-level
+blocks (``task``, ``teachers``, ``distill``) of the teachers and distill stages it runs; the
+session-wide parameter check knows the whole block as ``mindkd.pipelines.params.AvDigitsTaskBlock``.
 """
 
 from __future__ import annotations
@@ -68,9 +67,3 @@ class AvDigitsSource(_Params):
     missing_audio: float = Field(
         0.3, ge=0.0, lt=1.0, description="share of each split's images served image-only"
     )
-
-
-class AvDigitsBlock(_Params):
-    """The ``avdigits`` top-level block as far as this stage reads it."""
-
-    source: AvDigitsSource

@@ -101,10 +101,12 @@ def _cxr_member(pretrained: bool) -> Pipeline:
 
 
 def pretrained(slot: str) -> dict[str, str]:
-    """The shared pre-training outputs of CXR slot ``slot`` (``cxr_pretrain.<slot>.*``)."""
+    """The shared pre-training outputs of CXR slot ``slot``: ``cxr_pretrained_<slot>`` and
+    ``cxr_pretrain_history_<slot>``, top-level names like ``cxr_image_store`` (every task reads
+    them)."""
     return {
-        "pretrained_weights": f"{PRETRAIN}.{slot}.weights",
-        "pretrain_history": f"{PRETRAIN}.{slot}.history",
+        "pretrained_weights": f"cxr_pretrained_{slot}",
+        "pretrain_history": f"cxr_pretrain_history_{slot}",
     }
 
 
@@ -133,6 +135,10 @@ def _pretrain(slot: str) -> Pipeline:
         template,
         namespace=f"{PRETRAIN}.{slot}",
         inputs=SHARED,
+        outputs={
+            "weights": pretrained(slot)["pretrained_weights"],
+            "history": pretrained(slot)["pretrain_history"],
+        },
         parameters={
             "params:member": f"params:{PRETRAIN}.members.{slot}",
             "params:fit": f"params:{PRETRAIN}.fit",
