@@ -90,6 +90,11 @@ def test_one_row_per_model_and_subset_with_intervals_and_cost(evaluated) -> None
     ]
     assert len(body) == len(table) and lines[-1] == "- a note"
     assert f"{mind['auroc']:.3f} [{mind['auroc_low']:.3f}, {mind['auroc_high']:.3f}]" in body[0]
+    assert "accuracy" not in lines[2] and "κ" not in lines[2]  # binary: no class metrics
+    digits = table.assign(accuracy=0.9, accuracy_low=0.8, accuracy_high=0.95, macro_f1=0.7)
+    header = to_markdown(digits, "avdigits", "no_kd").splitlines()[2]
+    assert "| accuracy | macro-F1 |" in header and "κ" not in header  # unordered classes
+    assert "κ linear" in to_markdown(digits.assign(kappa=0.5), "los", "no_kd").splitlines()[2]
 
 
 def test_figures_have_one_curve_per_model_with_the_head(evaluated) -> None:

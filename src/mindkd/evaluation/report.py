@@ -130,13 +130,15 @@ def to_markdown(
     table: pd.DataFrame, title: str, reference: str = "reference", notes: Sequence[str] = ()
 ) -> str:
     """A markdown rendering of ``comparison_table``: intervals in brackets, cost in units; a
-    multiclass table also shows accuracy, macro-F1 and linearly weighted κ with its Δ."""
-    classes = "kappa" in table.columns
+    multiclass table also shows accuracy and macro-F1, and linearly weighted κ for ordered classes,
+    with their Δ."""
     scores = [("AUROC", "auroc"), ("AUPRC", "auprc")]
-    if classes:
-        scores += [("accuracy", "accuracy"), ("macro-F1", "macro_f1"), ("κ linear", "kappa")]
     deltas = [(f"ΔAUROC vs {reference}", "delta_auroc")]
-    if classes:
+    if "accuracy" in table.columns:  # multiclass
+        scores += [("accuracy", "accuracy"), ("macro-F1", "macro_f1")]
+        deltas.append((f"Δ accuracy vs {reference}", "delta_accuracy"))
+    if "kappa" in table.columns:  # ordered classes
+        scores.append(("κ linear", "kappa"))
         deltas.append((f"Δκ vs {reference}", "delta_kappa"))
     header = [
         "model",
