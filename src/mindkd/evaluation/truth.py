@@ -84,8 +84,9 @@ def truth_columns(
 ) -> dict[str, list[str]]:
     """Truth columns per head for ``task``: ``{head: [column per label]}``; empty if unknown.
 
-    pheno: ``p_<phenotype name>`` for the routed / fused heads, and ``p_<name>_ehr_only`` /
-    ``p_<name>_cxr_only`` for the unimodal heads when the truth has them (in ``available``).
+    pheno: ``p_<phenotype name>``, los: ``p_<class column>``, for the routed / fused heads, and
+    ``<that>_ehr_only`` / ``<that>_cxr_only`` for the unimodal heads when the truth has them (in
+    ``available``).
     """
     if task == "ihm":
         return {
@@ -100,26 +101,25 @@ def truth_columns(
         names = {p.column: f"p_{p.name}" for p in PHENOTYPES}
         if not set(labels) <= set(names):
             return {}
-        columns = [names[label] for label in labels]
-        heads = {"routed": columns, "fused": columns}
-        for head in ("ehr", "cxr"):
-            unimodal = [f"{c}_{head}_only" for c in columns]
-            if set(unimodal) <= set(available):
-                heads[head] = unimodal
-        return heads
+        return _with_unimodal([names[label] for label in labels], available)
     if task == "los":
         from mindkd.mimic.los import LOS_COLUMNS
 
         if tuple(labels) != LOS_COLUMNS:
             return {}
-        columns = [f"p_{c}" for c in LOS_COLUMNS]
-        heads = {"routed": columns, "fused": columns}
-        for head in ("ehr", "cxr"):
-            unimodal = [f"{c}_{head}_only" for c in columns]
-            if set(unimodal) <= set(available):
-                heads[head] = unimodal
-        return heads
+        return _with_unimodal([f"p_{c}" for c in LOS_COLUMNS], available)
     return {}
+
+
+def _with_unimodal(columns: list[str], available: Sequence[str]) -> dict[str, list[str]]:
+    """``columns`` for the routed and fused heads; their ``_<modality>_only`` truths, where the
+    truth has every one of them, for the unimodal heads."""
+    heads = {"routed": columns, "fused": columns}
+    for head in ("ehr", "cxr"):
+        unimodal = [f"{c}_{head}_only" for c in columns]
+        if set(unimodal) <= set(available):
+            heads[head] = unimodal
+    return heads
 
 
 def truth_predictions(
