@@ -24,7 +24,7 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache/cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-data real-demo avdigits tune seeds results test test-fast lint format viz mlflow-ui compare bench clean-data help
+.PHONY: setup setup-test demo demo-data real-demo avdigits tune seeds results test test-fast lint format viz mlflow-ui compare bench clean-data help
 
 help:
 	@echo "make demo      generate the demo data (if absent), run the whole pipeline, register the best students"
@@ -40,15 +40,22 @@ help:
 	@echo "make compare   the latest distill runs side by side (ARGS=\"--task ihm --limit 5\")"
 	@echo "make bench     the performance scripts in benchmarks/"
 
-# One-time set-up: a virtual environment with the project installed editable, plus its test extras.
-# Re-runs only when pyproject.toml changes.
+# One-time set-up: a virtual environment with the project installed editable; the commands that
+# need the test tools (pytest, ruff, mypy, ...) add its test extras (the demo does not wait for them).
+# Each re-runs only when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 setup: $(BIN)/.installed
+
+setup-test: $(BIN)/.installed-test
 
 $(DEMO_DIR)/_truth/manifest.json: | setup
 	$(BIN)/python -m mindkd.demo $(DEMO_DIR) --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
@@ -103,17 +110,17 @@ seeds: setup
 results: setup
 	$(BIN)/python -m mindkd.tracking results --min-seeds $(MIN_SEEDS) --write docs/results.md README.md
 
-test: setup
+test: setup-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check src tests benchmarks scripts notebooks
 	$(BIN)/ruff format --check src tests benchmarks scripts notebooks
 
-format: setup
+format: setup-test
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
