@@ -42,6 +42,9 @@ AGGREGATES = frozenset(
         "{task}.distill.mind.mlflow_model",
         "{task}.distill.evaluation",
         "{task}.distill.differences",
+        "{task}.distill.mfh.gammas",  # one row per (teacher, head): gamma, interval, counts
+        "{task}.distill.mfh.verdicts",  # the same rows with the gains and the demo's true gamma
+        "{task}.distill.mfh.report",  # that table as markdown
         "{task}.distill.reliability",
         "{task}.distill.comparison_table",
         "{task}.distill.comparison_markdown",

@@ -87,7 +87,7 @@ def test_the_chain_trains_evaluates_and_tracks_the_digit_task(av_run: ProjectRun
     assert {"mind", "no_kd", "zero_filled", "medfuse", "teachers"} <= set(table["model"])
     assert {"accuracy", "macro_f1"} <= set(table.columns)
     assert "kappa" not in table.columns  # digits have no order: no linearly weighted κ
-    assert set(table["subset"]) == {"full", "paired"}
+    assert set(table["subset"]) == {"full", "paired", "ehr_only"}  # ehr_only: audio alone
     mlflow.set_tracking_uri(av_run.tracking_uri)
     runs = mlflow.search_runs(experiment_names=[f"mindkd-{AVDIGITS}"])
     assert runs["status"].tolist() == ["FINISHED"]

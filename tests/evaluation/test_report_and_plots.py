@@ -66,7 +66,7 @@ def test_one_row_per_model_and_subset_with_intervals_and_cost(evaluated) -> None
     }
     table = comparison_table(scores, compression, MODELS)
     assert list(zip(table["model"], table["subset"], strict=True)) == [
-        (m, s) for m in MODELS for s in ("full", "paired")
+        (m, s) for m in MODELS for s in ("full", "paired", "ehr_only")
     ]
     assert (table["auroc_low"] <= table["auroc"]).all() and (
         table["auroc"] <= table["auroc_high"]

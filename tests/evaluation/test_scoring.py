@@ -64,6 +64,7 @@ def test_heads_are_scored_only_on_subsets_they_cover() -> None:
     assert set(zip(table["subset"], table["head"], strict=True)) == {
         ("full", "routed"),
         ("paired", "routed"),
+        ("ehr_only", "routed"),  # the stays without an X-ray
         ("paired", "cxr"),
     }
     cxr = table[table["head"] == "cxr"].iloc[0]

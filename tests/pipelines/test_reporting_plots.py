@@ -19,7 +19,7 @@ from mindkd.pipelines.teachers import nodes as teacher_nodes
 from mindkd.pipelines.teachers.pipeline import create_pipeline as teachers_pipeline
 from mindkd.tasks import TASKS, TaskParams
 
-VARIANTS = ("mind", "no_kd", "zero_filled", "medfuse")
+VARIANTS = ("mind", "no_kd", "zero_filled", "medfuse", "mckd")
 MEMBERS = {"ehr": ("lstm_small", "transformer"), "cxr": ("resnet18",)}
 HEADS = ("routed", "ehr", "cxr", "fused")
 # catalog name (after the task prefix) -> (file under 08_reporting/<task>/, MLflow artifact path)

@@ -31,7 +31,9 @@ class TinyStudent(nn.Module):
         self.fused = nn.Linear(2, 1)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, batch: MultiModalBatch) -> dict[str, HeadOutput]:
+    def forward(
+        self, batch: MultiModalBatch, *, modality_scale: dict[str, Tensor] | None = None
+    ) -> dict[str, HeadOutput]:
         out: dict[str, HeadOutput] = {}
         z_e = z_c = None
         if batch.ehr is not None:
@@ -47,19 +49,28 @@ class TinyStudent(nn.Module):
             assert batch.ehr_index is not None and batch.cxr_index is not None
             e_rows, c_rows = paired_rows(batch.ehr_index, batch.cxr_index, batch.size)
             if e_rows.numel():
-                fused = self.fused(torch.cat([z_e[e_rows], z_c[c_rows]], dim=1))
+                ehr, cxr = z_e[e_rows], z_c[c_rows]
+                if modality_scale is not None:
+                    ehr, cxr = ehr * modality_scale["ehr"], cxr * modality_scale["cxr"]
+                fused = self.fused(torch.cat([ehr, cxr], dim=1))
                 out["fused"] = HeadOutput(fused, batch.ehr_index[e_rows])
         return out
 
 
-def synthetic_dataset(n: int, seed: int, *, teacher: bool = True) -> MultiModalDataset:
+def synthetic_dataset(
+    n: int, seed: int, *, teacher: bool = True, signal: str = "both"
+) -> MultiModalDataset:
     """``n`` samples (paired / EHR-only / CXR-only in turn) whose label is the sign of a latent.
 
-    EHR values and image brightness both carry the latent plus noise; teacher targets are a noisy copy
-    of 3 × latent, NaN for the modality a sample lacks.
+    EHR values and image brightness both carry the latent plus noise (``signal="ehr"`` or
+    ``"cxr"``: only that modality does, the other carries an independent draw); teacher targets are
+    a noisy copy of 3 × latent, NaN for the modality a sample lacks.
     """
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=n)
+    other = np.random.default_rng(seed + 10_000).normal(size=n)  # the main stream unchanged
+    ehr_latent = other if signal == "cxr" else latent
+    cxr_latent = other if signal == "ehr" else latent
     y = (latent > 0).astype(np.float32)[:, None]  # (n, 1)
     kind = np.arange(n) % 3  # 0 paired, 1 EHR only, 2 CXR only
     ehr_row = np.where(kind != 2, np.arange(n), -1)
@@ -68,9 +79,11 @@ def synthetic_dataset(n: int, seed: int, *, teacher: bool = True) -> MultiModalD
     values = np.zeros((n, STEPS, CHANNELS), dtype=np.float32)
     for i in range(n):
         noise = rng.normal(scale=0.5, size=(lengths[i], 2))
-        values[i, : lengths[i], :2] = latent[i] + noise
+        values[i, : lengths[i], :2] = ehr_latent[i] + noise
         values[i, : lengths[i], 2:] = 1.0
-    brightness = 128 + 40 * (latent[:, None, None] + rng.normal(scale=0.5, size=(n, IMAGE, IMAGE)))
+    brightness = 128 + 40 * (
+        cxr_latent[:, None, None] + rng.normal(scale=0.5, size=(n, IMAGE, IMAGE))
+    )
     images = np.clip(brightness, 0, 255).astype(np.uint8)
     targets = {}
     if teacher:

@@ -404,10 +404,11 @@ def _pairing_panel(ax: Axes, pairing: Mapping[str, Any]) -> None:
 SUBSET_STYLE = {
     "full": {"color": "tab:blue", "label": "full test"},
     "paired": {"color": "tab:orange", "label": "paired test"},
+    "ehr_only": {"color": "tab:grey", "label": "EHR-only test"},
 }
 DISPLAY_NAME = {"bayes_ceiling": "Bayes ceiling\n(demo truth)", "teachers": "teacher\nensembles"}
 REFERENCE_MODELS = {"bayes_ceiling"}  # not a model one could deploy: drawn lighter
-BAR_WIDTH = 0.38
+BAR_WIDTH = 0.27
 
 
 def comparison_figure(
@@ -418,19 +419,21 @@ def comparison_figure(
     highlight: str = "mind",
     title: str = "",
 ) -> Figure:
-    """Routed AUROC and AUPRC of every model of the comparison table, full and paired test subsets
-    side by side, with the bootstrap intervals (``<metric>_low`` / ``_high``) as error bars.
+    """Routed AUROC and AUPRC of every model of the comparison table, full, paired and EHR-only
+    test subsets side by side, with the bootstrap intervals (``<metric>_low`` / ``_high``) as error bars.
 
     One bar container per (metric, subset), in the table's model order; a model missing from a
     subset has a zero-height bar without a label. The values are printed at the foot of the bars.
     """
     models = list(dict.fromkeys(table["model"]))
+    subsets = [s for s in SUBSET_STYLE if s in set(table["subset"])]  # the subsets scored
     indexed = table.set_index(["model", "subset"])
     fig = Figure(figsize=(max(7.0, 1.15 * len(models) * len(metrics)), 4.8), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
-        for j, subset in enumerate(SUBSET_STYLE):
-            _subset_bars(ax, indexed, models, metric, subset, offset=(j - 0.5) * BAR_WIDTH)
+        for j, subset in enumerate(subsets):
+            centre = (len(subsets) - 1) / 2
+            _subset_bars(ax, indexed, models, metric, subset, offset=(j - centre) * BAR_WIDTH)
         if metric == "auroc":
             ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_xticks(np.arange(len(models)), [DISPLAY_NAME.get(m, m) for m in models])

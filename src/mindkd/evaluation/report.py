@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .scoring import ALL_METRICS, Scores
+from .scoring import ALL_METRICS, SUBSETS, Scores
 
 UNIMODAL_HEADS: tuple[str, ...] = ("ehr", "cxr", "fused")
 COST_COLUMNS: tuple[str, ...] = (
@@ -49,13 +49,14 @@ def comparison_table(
     models: Sequence[str],
     reference: str | None = None,
 ) -> pd.DataFrame:
-    """The table (see module docstring); models in the order given, subsets full then paired.
+    """The table (see module docstring); models in the order given, subsets full, paired, then
+    ehr_only (the stays without an X-ray).
 
     ``delta_*``: the differences against ``reference`` (None: the only reference there is)."""
     table = scores.table
     rows: list[dict[str, object]] = []
     for model in models:
-        for subset in ("full", "paired"):
+        for subset in SUBSETS:
             mine = table[(table["model"] == model) & (table["subset"] == subset)]
             routed = mine[mine["head"] == "routed"]
             if routed.empty:

@@ -85,7 +85,7 @@ class BootstrapConfig(BaseModel):
         return 1.0 - self.level
 
 
-SUBSETS: tuple[str, ...] = ("full", "paired")
+SUBSETS: tuple[str, ...] = ("full", "paired", "ehr_only")
 HEAD_ORDER: tuple[str, ...] = ("routed", "ehr", "cxr", "fused")
 
 
@@ -114,10 +114,12 @@ def logit_columns(predictions: pd.DataFrame) -> list[str]:
 
 
 def subset_keys(samples: pd.DataFrame) -> dict[str, pd.Index]:
-    """The keys of each subset: ``full`` (every sample) and ``paired`` (kind == paired)."""
+    """The keys of each subset: ``full`` (every sample), ``paired`` (kind == paired) and
+    ``ehr_only`` (kind == ehr_only: the X-ray is missing, the EHR head serves)."""
     return {
         "full": pd.Index(samples["key"]),
         "paired": pd.Index(samples.loc[samples["kind"] == "paired", "key"]),
+        "ehr_only": pd.Index(samples.loc[samples["kind"] == "ehr_only", "key"]),
     }
 
 

@@ -153,7 +153,11 @@ class MultiHeadStudent(RoutedModel):
             assert isinstance(module, Fusion)
             self.fusion = module
 
-    def forward(self, batch: MultiModalBatch) -> dict[str, HeadOutput]:
+    def forward(
+        self, batch: MultiModalBatch, *, modality_scale: Mapping[str, Tensor] | None = None
+    ) -> dict[str, HeadOutput]:
+        """Head outputs; ``modality_scale`` (modality -> scalar) multiplies what the fusion reads
+        of each modality (its features and head logits; MCKD's meta pass, ``training.mckd``)."""
         features: dict[str, tuple[Tensor, Tensor]] = {}  # modality -> (features, index)
         outputs: dict[str, HeadOutput] = {}
         for name, encoder in (("ehr", self.ehr_encoder), ("cxr", self.cxr_encoder)):
@@ -168,12 +172,12 @@ class MultiHeadStudent(RoutedModel):
             (h_e, i_e), (h_c, i_c) = features["ehr"], features["cxr"]
             e_rows, c_rows = paired_rows(i_e, i_c, batch.size)
             if e_rows.numel() > 0:
-                fused = self.fusion(
-                    h_e[e_rows],
-                    h_c[c_rows],
-                    outputs["ehr"].logits[e_rows],
-                    outputs["cxr"].logits[c_rows],
-                )
+                ehr_in = (h_e[e_rows], outputs["ehr"].logits[e_rows])
+                cxr_in = (h_c[c_rows], outputs["cxr"].logits[c_rows])
+                if modality_scale is not None:
+                    ehr_in = tuple(x * modality_scale["ehr"] for x in ehr_in)  # type: ignore[assignment]
+                    cxr_in = tuple(x * modality_scale["cxr"] for x in cxr_in)  # type: ignore[assignment]
+                fused = self.fusion(ehr_in[0], cxr_in[0], ehr_in[1], cxr_in[1])
                 outputs["fused"] = HeadOutput(fused, i_e[e_rows])
         return outputs
 

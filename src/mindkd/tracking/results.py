@@ -37,17 +37,18 @@ from mindkd.tracking.runs import (
     task_experiment,
 )
 
-MODELS = ("mind", "no_kd", "zero_filled", "medfuse")
+MODELS = ("mind", "no_kd", "zero_filled", "medfuse", "mckd")
 FIXED = ("teachers", "bayes_ceiling")  # the same in every seed's run (not trained by distill)
 LABELS = {
     "mind": "MIND",
     "no_kd": "no-KD student",
     "zero_filled": "zero-filled",
     "medfuse": "MedFuse",
+    "mckd": "MCKD",
     "teachers": "teacher ensembles",
     "bayes_ceiling": "Bayes ceiling",
 }
-SUBSETS = ("paired", "full")
+SUBSETS = ("paired", "full", "ehr_only")
 METRICS = ("auroc", "auprc")
 CLASS_METRICS = ("accuracy", "macro_f1", "kappa")  # multiclass tasks (los, avdigits) log them too
 METRIC_NAMES = {
@@ -424,6 +425,68 @@ def _short(value: str) -> str:
     return f"{number:.3g}"
 
 
+# ------------------------------------------------------------------------------ modality focus
+MFH_PAIRS = (  # (teacher, head, the model whose head distils from that teacher, its test subset)
+    ("ehr", "ehr", "mind", "full"),
+    ("cxr", "cxr", "mind", "paired"),
+    ("fused", "fused", "mind", "paired"),
+    ("ehr", "cxr", "mckd", "paired"),
+    ("cxr", "ehr", "mckd", "full"),
+    ("fused", "ehr", None, None),
+    ("fused", "cxr", None, None),
+)
+
+
+def _threshold(seeds: SeedRuns, name: str, default: float) -> float:
+    value = seeds.runs[0].data.params.get(f"{seeds.task}.distill.mfh.{name}")
+    return default if value is None else float(value)
+
+
+def _mfh_verdict(gamma: float, helps: float, fails: float) -> str:
+    if math.isnan(gamma):
+        return "–"
+    return "helps" if gamma >= helps else "no help" if gamma < fails else "partial"
+
+
+def mfh_table(results: Sequence[SeedRuns]) -> str:
+    """Per task and (teacher, head) pair: γ̂ over seeds, its verdict, the generator's true γ where
+    the runs logged it, and the measured AUROC gain of the head that distils from that teacher."""
+    lines = [
+        "| task | teacher → head | distilled by | γ̂ (mean ± sd) | verdict | true γ (demo) | "
+        "verdict from true γ | measured gain ΔAUROC vs no-KD (mean ± sd) | interval > 0 | "
+        "interval < 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for seeds in results:
+        helps = _threshold(seeds, "helps_above", 0.5)
+        fails = _threshold(seeds, "fails_below", 0.2)
+        for teacher, head, model, subset in MFH_PAIRS:
+            name = f"mfh.{teacher}_to_{head}"
+            gammas = pd.Series(seeds.metric(f"{name}.gamma"), dtype=float)
+            if gammas.isna().all():
+                continue
+            truth = pd.Series(seeds.metric(f"{name}.gamma_true"), dtype=float)
+            true_cell = "–" if truth.isna().all() else f"{truth.mean():.2f}"
+            gain = above = below = "–"
+            if model is not None:
+                key = f"{model}.{subset}.{head}.delta_auroc"
+                values = pd.Series(seeds.metric(key), dtype=float)
+                lows, highs = seeds.metric(f"{key}_low"), seeds.metric(f"{key}_high")
+                if not values.isna().all():
+                    spread = f" ± {values.std():.3f}" if len(values) > 1 else ""
+                    gain = f"{values.mean():+.3f}{spread} ({subset})"
+                    above = f"{sum(v > 0 for v in lows)}/{len(lows)}"
+                    below = f"{sum(v < 0 for v in highs)}/{len(highs)}"
+            label = {"mind": "MIND", "mckd": "MCKD"}.get(model or "", "–")
+            lines.append(
+                f"| {seeds.task} | {teacher} → {head} | {label} | {_mean_sd(gammas.tolist())} | "
+                f"{_mfh_verdict(gammas.mean(), helps, fails)} | {true_cell} | "
+                f"{_mfh_verdict(truth.mean(), helps, fails) if true_cell != '–' else '–'} | "
+                f"{gain} | {above} | {below} |"
+            )
+    return "\n".join(lines)
+
+
 def blocks(results: Sequence[SeedRuns]) -> dict[str, str]:
     """The markdown of every block, by name."""
     seeds = "\n\n".join(f"#### {s.task}\n\n{seeds_table(s)}" for s in results)
@@ -440,6 +503,7 @@ def blocks(results: Sequence[SeedRuns]) -> dict[str, str]:
         "claims": claims_table(results),
         "headline": claims_table(results, ("auroc",)),
         "seeds": seeds,
+        "mfh": mfh_table(results),
         "provenance": provenance(results),
     }
 
@@ -464,7 +528,7 @@ def write_blocks(path: Path, texts: Mapping[str, str]) -> list[str]:
     return replaced
 
 
-BLOCKS = ("tuning", "summary", "claims", "headline", "seeds", "provenance")
+BLOCKS = ("tuning", "summary", "claims", "headline", "seeds", "mfh", "provenance")
 
 
 def collect(

@@ -48,6 +48,7 @@ LossFn = Callable[
 ]
 EvaluateFn = Callable[[nn.Module, Iterable[Any]], Mapping[str, float]]
 EpochCallback = Callable[[int, float], None]  # (epoch, monitored value) after validation
+StepHook = Callable[[nn.Module, int], None]  # (model, steps taken) after every optimiser step
 Scheduler = Literal["cosine", "plateau", "none"]
 AmpMode = Literal["off", "bf16", "fp16"]
 
@@ -222,11 +223,14 @@ def fit(  # noqa: PLR0917 - the documented call: fit(model, loss_fn, train, val,
     evaluate_fn: EvaluateFn,
     cfg: FitConfig | Mapping[str, Any] | None = None,
     on_epoch: EpochCallback | None = None,
+    on_step: StepHook | None = None,
 ) -> FitResult:
     """Train ``model`` and return the best epoch's weights (also loaded into ``model``) and history.
 
     ``on_epoch(epoch, score)`` is called after each epoch's validation with the monitored value;
     an exception it raises (a tuner's pruning signal) stops training and propagates.
+    ``on_step(model, steps)`` runs after every optimiser step (MCKD's meta step,
+    ``mindkd.training.mckd.MetaStep``). A loss that is an ``nn.Module`` moves to the device too.
 
     Seeds everything with ``cfg.seed`` at the start (seed before building the model too, for identical
     initial weights) and, with ``cfg.deterministic``, runs under torch's deterministic algorithms: two
@@ -244,7 +248,9 @@ def fit(  # noqa: PLR0917 - the documented call: fit(model, loss_fn, train, val,
     with deterministic(cfg.deterministic):
         seed_everything(cfg.seed)
         model.to(device)
-        trainer = _Trainer(model, loss_fn, cfg, device, steps_per_epoch=len(train_loader))
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to(device)
+        trainer = _Trainer(model, loss_fn, cfg, device, len(train_loader), on_step=on_step)
         return trainer.run(train_loader, val_loader, evaluate_fn, on_epoch)
 
 
@@ -268,6 +274,8 @@ class _Trainer:
         cfg: FitConfig,
         device: torch.device,
         steps_per_epoch: int,
+        *,
+        on_step: StepHook | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -278,6 +286,7 @@ class _Trainer:
         self.schedule = _LearningRate(cfg, steps_per_epoch)
         self.precision = _Precision.build(cfg.amp, device)
         self.step = 0
+        self.on_step = on_step
         logger.info(
             "fit: %d trainable parameters on %s, up to %d epochs of %d steps",
             sum(p.numel() for p in params),
@@ -386,6 +395,8 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._backward(terms["loss"])
         self.step += 1
+        if self.on_step is not None:
+            self.on_step(self.model, self.step)
         return terms
 
     def _backward(self, loss: Tensor) -> None:
@@ -576,6 +587,7 @@ def fit_datasets(  # noqa: PLR0917 - fit's order, with datasets for loaders
     evaluate_fn: EvaluateFn,
     cfg: LoaderFitConfig,
     on_epoch: EpochCallback | None = None,
+    on_step: StepHook | None = None,
 ) -> FitResult:
     """``fit`` on datasets: a seeded shuffled train loader and an ordered val loader from ``cfg``.
 
@@ -593,4 +605,6 @@ def fit_datasets(  # noqa: PLR0917 - fit's order, with datasets for loaders
         drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
     )
     val_loader = make_loader(val, cfg.eval_batch_size, shuffle=False)
-    return fit(model, loss_fn, train_loader, val_loader, evaluate_fn, cfg.fit_config(), on_epoch)
+    return fit(
+        model, loss_fn, train_loader, val_loader, evaluate_fn, cfg.fit_config(), on_epoch, on_step
+    )

@@ -7,6 +7,7 @@ mind           MultiHeadStudent      MIND (task + KD against the cached ensemble
 no_kd          the same student      the same code path with ``alpha = 0``
 zero_filled    ZeroFilledJointModel  task loss; a missing X-ray becomes a zero image, one head
 medfuse        MedFuseModel          task loss; teacher-sized encoders, LSTM over modality tokens
+mckd           the MIND student      MCKD: task loss + meta-learned cross-modal KD between heads
 =============  ====================  ==========================================================
 
 A spec holds everything needed to rebuild, train and serve the model: the network
@@ -21,17 +22,19 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 
 from mindkd.models.registry import count_parameters
 from mindkd.models.spec import NetworkSpec, build_network
 from mindkd.training.fit import LoaderFitConfig
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
+from mindkd.training.mckd import MckdConfig
 
 logger = logging.getLogger(__name__)
 
-VARIANTS: tuple[str, ...] = ("mind", "no_kd", "zero_filled", "medfuse")
-STUDENTS: tuple[str, ...] = ("mind", "no_kd")  # held to the size budget
+VARIANTS: tuple[str, ...] = ("mind", "no_kd", "zero_filled", "medfuse", "mckd")
+STUDENTS: tuple[str, ...] = ("mind", "no_kd", "mckd")  # held to the size budget
+TUNED: tuple[str, ...] = ("mind", "no_kd", "zero_filled", "medfuse")  # the tune study's methods
 DataSetting = Literal["paired", "partial"]
 
 
@@ -45,12 +48,23 @@ class ModelSpec(NetworkSpec):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     loss: MindLossConfig
+    mckd: MckdConfig | None = None  # set: trained with MCKD (``training.mckd``), alpha must be 0
     combine: EnsembleCombine = "mean_logits"
     data: DataSetting = "partial"
     fit: LoaderFitConfig
     parameters: int = 0
     teacher_parameters: int | None = None
     teacher_fraction: float | None = None
+
+    @model_validator(mode="after")
+    def _mckd_alone(self) -> ModelSpec:
+        if self.mckd is not None and (self.loss.alpha > 0.0 or self.architecture != "multi_head"):
+            raise ValueError(
+                f"{self.variant}: MCKD distils between the heads of the multi-head student and "
+                f"replaces MIND's teacher term: it needs architecture multi_head and alpha 0, got "
+                f"{self.architecture} and alpha {self.loss.alpha}"
+            )
+        return self
 
     @property
     def uses_teachers(self) -> bool:

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor
 
 from mindkd.io.array_store import ArrayStore
 from mindkd.io.logit_cache import logit_columns
 from mindkd.models.spec import ImageNormaliser, build_network
-from mindkd.models.student import HEADS, RoutedModel
+from mindkd.models.student import HEADS, RoutedModel, paired_rows
 from mindkd.training.data import MultiModalDataset, collate_multimodal, make_loader
 from mindkd.training.fit import (
     EpochCallback,
@@ -28,6 +29,7 @@ from mindkd.training.fit import (
     predict,
 )
 from mindkd.training.losses import MindLoss
+from mindkd.training.mckd import MckdLoss, MetaStep
 from mindkd.training.samples import sample_dataset
 from mindkd.training.seed import deterministic, seed_everything
 from mindkd.training.spec import ModelSpec
@@ -106,20 +108,56 @@ def train_model(
     train: MultiModalDataset,
     val: MultiModalDataset,
     on_epoch: EpochCallback | None = None,
+    meta: MultiModalDataset | None = None,
 ) -> tuple[RoutedModel, FitResult]:
     """Build ``spec``'s network (seeded) and fit it with its loss; the best val epoch is kept.
 
-    ``on_epoch(epoch, monitored value)`` runs after each validation (``mindkd.training.fit``)."""
+    ``on_epoch(epoch, monitored value)`` runs after each validation (``mindkd.training.fit``).
+    An MCKD spec (``spec.mckd``) needs ``meta``: the held-out training samples its meta steps read
+    (``meta_split``)."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"{spec.variant} needs train and val samples, got {len(train)}/{len(val)}")
     cfg = spec.fit
     seed_everything(cfg.seed)
     model = build_network(spec)
-    loss = MindLoss(spec.kind, spec.loss, spec.combine)
+    loss: MindLoss | MckdLoss
+    on_step = None
+    if spec.mckd is None:
+        loss = MindLoss(spec.kind, spec.loss, spec.combine)
+    else:
+        if meta is None or len(meta) == 0:
+            raise ValueError(f"{spec.variant}: MCKD needs held-out training samples (meta)")
+        loss = MckdLoss(spec.kind, spec.mckd, spec.loss, spec.combine)
+        loader = make_loader(meta, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
+        on_step = MetaStep(loss, loader)
+        logger.info("%s: meta steps on %s held out of train", spec.variant, _kinds(meta))
     logger.info("%s: training on %s, validating on %s", spec.variant, _kinds(train), _kinds(val))
     evaluate = RoutedEvaluator(spec.kind, routing=spec.routing, loss_fn=loss)
-    result = fit_datasets(model, loss, train, val, evaluate, cfg, on_epoch)
+    result = fit_datasets(model, loss, train, val, evaluate, cfg, on_epoch, on_step)
+    if isinstance(loss, MckdLoss):
+        logger.info("%s: modality importance %s", spec.variant, loss.importance_values())
     return model, result
+
+
+def meta_split(
+    samples: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, meta)``: a seeded ``fraction`` of the subjects of ``samples`` held out, whole.
+
+    A subject's stays stay together, so no patient is both trained on and used to steer MCKD's
+    importance weights. Raises ``ValueError`` when either part would be empty."""
+    key = "subject_id" if "subject_id" in samples.columns else "stay_id"
+    subjects = np.sort(samples[key].dropna().unique())
+    rng = np.random.default_rng(seed)
+    held = rng.permutation(subjects)[: max(1, round(fraction * len(subjects)))]
+    is_meta = samples[key].isin(held)
+    train, meta = samples.loc[~is_meta], samples.loc[is_meta]
+    if train.empty or meta.empty:
+        raise ValueError(
+            f"meta_fraction {fraction} of {len(subjects)} subjects leaves "
+            f"{len(train)} train and {len(meta)} meta samples: both must be non-empty"
+        )
+    return train, meta
 
 
 def _kinds(dataset: MultiModalDataset) -> str:
@@ -131,6 +169,34 @@ def load_model(spec: ModelSpec, weights: Mapping[str, Tensor]) -> RoutedModel:
     model = build_network(spec)
     model.load_state_dict(weights)
     return model.eval()
+
+
+def embed_paired(
+    model: RoutedModel, dataset: MultiModalDataset, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(positions, ehr (n, De), cxr (n, Dc))``: the encoders' embeddings of the dataset's samples
+    that have both modalities, in dataset order (eval mode, no gradient, on the CPU)."""
+    ehr_encoder = getattr(model, "ehr_encoder", None)
+    cxr_encoder = getattr(model, "cxr_encoder", None)
+    if ehr_encoder is None or cxr_encoder is None:
+        raise ValueError(f"{type(model).__name__} has no EHR and CXR encoders to embed with")
+    loader = make_loader(dataset, batch_size, shuffle=False, pin_memory=False)
+    positions, ehr, cxr = [], [], []
+    model = model.to("cpu").eval()
+    with deterministic(), torch.no_grad():
+        for batch, targets in loader:
+            if batch.ehr is None or batch.cxr is None:
+                continue
+            assert batch.ehr_index is not None and batch.cxr_index is not None
+            e_rows, c_rows = paired_rows(batch.ehr_index, batch.cxr_index, batch.size)
+            h_e = ehr_encoder(batch.ehr, batch.ehr_lengths)[e_rows]
+            h_c = cxr_encoder(batch.cxr, None)[c_rows]
+            positions.append(targets["position"][batch.ehr_index[e_rows]].numpy())
+            ehr.append(h_e.float().numpy())
+            cxr.append(h_c.float().numpy())
+    if not positions:
+        return np.empty(0, dtype=np.int64), np.empty((0, 0)), np.empty((0, 0))
+    return np.concatenate(positions), np.concatenate(ehr), np.concatenate(cxr)
 
 
 def predict_frame(model: RoutedModel, dataset: MultiModalDataset, spec: ModelSpec) -> pd.DataFrame:

@@ -173,6 +173,8 @@ def params_dict(**overrides: Any) -> dict[str, Any]:
             "latency": {"samples": 50, "warmup": 1},
             "subgroup_min_size": 5,
         },
+        "mckd": {"meta_every": 1, "meta_fraction": 0.2},  # a few steps per epoch here
+        "mfh": {"n_bootstrap": 100, "min_samples": 5},
     }
     values.update(overrides)
     return values

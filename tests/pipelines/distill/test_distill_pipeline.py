@@ -26,7 +26,7 @@ from mindkd.serving import StudentPyfunc, stays_from_stores
 from mindkd.tasks import TASKS
 
 PROJECT = Path(__file__).resolve().parents[3]
-MODELS = ["mind", "no_kd", "zero_filled", "medfuse", "teachers", "bayes_ceiling"]
+MODELS = ["mind", "no_kd", "zero_filled", "medfuse", "mckd", "teachers", "bayes_ceiling"]
 EPOCHS = 2
 
 
@@ -108,7 +108,10 @@ def test_pipeline_reads_prepared_data_and_the_cache_only() -> None:
     namespaces = {n.namespace for n in pipeline.only_nodes_with_namespaces(["ihm"]).nodes}
     assert namespaces == {
         "ihm.distill",
-        *(f"ihm.distill.{m}" for m in ("mind", "no_kd", "zero_filled", "medfuse", "teachers")),
+        *(
+            f"ihm.distill.{m}"
+            for m in ("mind", "no_kd", "zero_filled", "medfuse", "mckd", "teachers", "mfh")
+        ),
     }
     confusion = {n.name for n in pipeline.nodes if n.name.endswith("plot_confusion")}
     assert confusion == {"los.distill.plot_confusion"}  # multiclass tasks only
@@ -129,11 +132,12 @@ def test_comparison_table_has_one_row_per_model_and_subset_with_intervals(run) -
     inputs, catalog = run
     table = catalog.load("ihm.distill.comparison_table")
     assert list(zip(table["model"], table["subset"], strict=True)) == [
-        (m, s) for m in MODELS for s in ("full", "paired")
+        (m, s) for m in MODELS for s in ("full", "paired", "ehr_only")
     ]
     test = inputs.cohort[inputs.cohort["split"] == "test"]
     assert set(table.loc[table["subset"] == "full", "n"]) == {len(test)}
     assert set(table.loc[table["subset"] == "paired", "n"]) == {16}
+    assert set(table.loc[table["subset"] == "ehr_only", "n"]) == {len(test) - 16}
     for metric in ("auroc", "auprc"):
         assert (table[f"{metric}_low"] <= table[metric] + 1e-12).all()
         assert (table[metric] <= table[f"{metric}_high"] + 1e-12).all()
@@ -155,7 +159,7 @@ def test_subgroups_are_scored_or_reported_with_their_size(run) -> None:
     scored (under evaluation.subgroup_min_size) but listed, and MLflow gets each scored group."""
     inputs, catalog = run
     table = catalog.load("ihm.distill.subgroup_evaluation")
-    models = ["mind", "no_kd", "zero_filled", "medfuse", "teachers", "bayes_ceiling"]
+    models = MODELS
     test = inputs.cohort["split"] == "test"
     groups = inputs.subgroups[test.to_numpy()]
     for attribute in ("sex", "age_band", "race", "insurance"):
@@ -322,3 +326,45 @@ def test_misspelt_or_unknown_keys_fail_before_running() -> None:
         )
     with pytest.raises(ValidationError, match="n_bootstrap"):
         distill_params(evaluation={"n_bootstrap": 100})
+
+
+def test_mckd_learns_modality_weights_on_held_out_train_subjects(run) -> None:
+    """The MCKD student logs its importance weights per epoch, and its meta samples come from the
+    train split's subjects that it did not train on."""
+    _, catalog = run
+    history = catalog.load("ihm.distill.mckd.history")
+    epochs = history["epochs"]
+    weights = [(e["train/importance/ehr"], e["train/importance/cxr"]) for e in epochs]
+    assert all(ehr + cxr == pytest.approx(1.0) for ehr, cxr in weights)
+    assert weights[-1] != (0.5, 0.5)  # the meta steps moved them
+    assert sum(history["meta_samples"].values()) + sum(history["train_samples"].values()) == sum(
+        catalog.load("ihm.distill.no_kd.history")["train_samples"].values()
+    )
+    curves = catalog.load("ihm.distill.mckd.curves")
+    assert "train/importance/ehr" in curves
+    spec = catalog.load("ihm.distill.mckd.spec")
+    assert spec["mckd"]["kd_weight"] == 0.1 and spec["loss"]["alpha"] == 0.0
+
+
+def test_mfh_verdicts_sit_next_to_the_measured_gains(run) -> None:
+    _, catalog = run
+    gammas = catalog.load("ihm.distill.mfh.gammas")
+    assert len(gammas) == 9 and gammas["n_val"].gt(0).all()
+    verdicts = catalog.load("ihm.distill.mfh.verdicts").set_index(["teacher", "head"])
+    differences = catalog.load("ihm.distill.differences")
+    mind_ehr = differences[
+        (differences["model"] == "mind")
+        & (differences["reference"] == "no_kd")
+        & (differences["subset"] == "full")
+        & (differences["head"] == "ehr")
+        & (differences["metric"] == "auroc")
+    ]
+    assert verdicts.loc[("ehr", "ehr"), "gain"] == pytest.approx(mind_ehr["difference"].item())
+    assert verdicts.loc[("ehr", "cxr"), "gain_model"] == "mckd"
+    assert np.isnan(verdicts.loc[("fused", "cxr"), "gain"])  # no model distils that pair
+    assert "gamma_true" in verdicts.columns  # the demo truth is there
+    assert verdicts.loc[("ehr", "cxr"), "gamma_true"] == 0.0
+    report = catalog.load("ihm.distill.mfh.report")
+    assert report.count("\n| ") == 1 + 9  # the header and one row per pair
+    metrics = catalog.load("ihm.distill.mfh.metrics")
+    assert "mfh.ehr_to_cxr.gamma" in metrics and "mfh.ehr_to_cxr.gamma_true" in metrics

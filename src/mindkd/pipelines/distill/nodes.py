@@ -30,6 +30,7 @@ from mindkd.evaluation import (
     CEILING,
     comparison_table,
     ensemble_compression,
+    mfh,
     model_compression,
     reliability_figure,
     roc_pr_figure,
@@ -256,6 +257,18 @@ def specify_medfuse(
     return _specify("medfuse", params, task, teacher_sizes, image_normaliser, timeseries)
 
 
+def specify_mckd(
+    params: DistillParams,
+    task: TaskParams,
+    teacher_sizes: dict[str, int],
+    image_normaliser: dict[str, Any],
+    timeseries: ArrayStore,
+) -> dict[str, Any]:
+    """MCKD: the MIND student trained with meta-learned modality weights and cross-modal KD
+    between its own heads (``distill.mckd``; no teacher ensemble), MIND's fit settings."""
+    return _specify("mckd", params, task, teacher_sizes, image_normaliser, timeseries)
+
+
 def train_model(
     spec: dict[str, Any],
     train_samples: pd.DataFrame,
@@ -264,12 +277,19 @@ def train_model(
     timeseries: ArrayStore,
     image_store: ArrayStore,
 ) -> tuple[dict[str, Tensor], History]:
-    """Fit the spec's model on train (early stopping on val); KD targets only when ``alpha > 0``."""
+    """Fit the spec's model on train (early stopping on val); KD targets only when ``alpha > 0``;
+    MCKD holds ``mckd.meta_fraction`` of the train subjects out for its meta steps."""
     card = ModelSpec.model_validate(spec)
     targets = kd_targets if card.uses_teachers else None
+    meta = None
+    if card.mckd is not None:  # MCKD steers its modality weights on held-out training subjects
+        train_samples, meta_samples = glue.meta_split(
+            train_samples, card.mckd.meta_fraction, card.fit.seed
+        )
+        meta = glue.build_dataset(meta_samples, card, timeseries, image_store)
     train = glue.build_dataset(train_samples, card, timeseries, image_store, targets)
     val = glue.build_dataset(val_samples, card, timeseries, image_store, targets)
-    _, result = glue.train_model(card, train, val)
+    _, result = glue.train_model(card, train, val, meta=meta)
     history = {
         "variant": card.variant,
         "monitor": result.monitor,
@@ -277,6 +297,7 @@ def train_model(
         "best_score": result.best_score,
         "stopped_early": result.stopped_early,
         "train_samples": train.kinds().to_dict(),
+        **({"meta_samples": meta.kinds().to_dict()} if meta is not None else {}),
         "epochs": result.history,
     }
     return result.state_dict, history
@@ -563,3 +584,127 @@ def track_evaluation_metrics(
 def _put(metrics: dict[str, dict[str, float]], name: str, value: Any) -> None:
     if isinstance(value, int | float | np.number) and np.isfinite(value):
         metrics[name] = {"value": float(value), "step": 0}
+
+
+# ------------------------------------------------------------------------------ modality focus
+def _paired_split(
+    samples: pd.DataFrame,
+    model: Any,
+    card: ModelSpec,
+    kd_targets: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+    params: DistillParams,
+) -> mfh.Split:
+    paired = samples[samples["kind"].eq("paired")].reset_index(drop=True)
+    dataset = glue.build_dataset(paired, card, timeseries, image_store)
+    positions, ehr, cxr = glue.embed_paired(model, dataset, card.fit.eval_batch_size)
+    rows = paired.iloc[positions]
+    targets = teacher_targets.targets_for(kd_targets, rows, len(card.labels))
+    return mfh.Split(
+        features=mfh.head_features(ehr, cxr),
+        teachers=mfh.teacher_logits(targets["ehr"], targets["cxr"], card.kind, params.combine),
+    )
+
+
+def diagnose_modality_focus(
+    weights: dict[str, Tensor],
+    spec: dict[str, Any],
+    train_samples: pd.DataFrame,
+    val_samples: pd.DataFrame,
+    kd_targets: pd.DataFrame,
+    timeseries: ArrayStore,
+    image_store: ArrayStore,
+    params: DistillParams,
+) -> pd.DataFrame:
+    """MFH γ̂ of every (teacher, head) pair (``mindkd.evaluation.mfh``): the share of each teacher
+    ensemble's decision that each head's input reproduces, from the no-KD student's embeddings of
+    the paired stays (map fitted on train, measured on val; test is never read)."""
+    card = ModelSpec.model_validate(spec)
+    model = glue.load_model(card, weights)
+    splits = [
+        _paired_split(s, model, card, kd_targets, timeseries, image_store, params)
+        for s in (train_samples, val_samples)
+    ]
+    table = mfh.gamma_table(splits[0], splits[1], card.kind, params.mfh)
+    for _, row in table.iterrows():
+        logger.info(
+            "%s MFH %s -> %s: gamma %.3f [%.3f, %.3f] (%s)",
+            card.task,
+            row["teacher"],
+            row["head"],
+            row["gamma"],
+            row["gamma_low"],
+            row["gamma_high"],
+            row["verdict"],
+        )
+    return table
+
+
+#: The model whose head a (teacher, head) pair's measured gain is read from, and the test subset
+#: the head is scored on (the EHR head on every stay; the others on the paired stays).
+GAIN_OF = {"MIND": "mind", "MCKD": "mckd"}
+HEAD_SUBSET = {"ehr": "full", "cxr": "paired", "fused": "paired"}
+
+
+def judge_modality_focus(
+    gammas: pd.DataFrame,
+    differences: pd.DataFrame,
+    val_samples: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    params: DistillParams,
+    task: TaskParams,
+) -> tuple[pd.DataFrame, str, dict[str, dict[str, float]]]:
+    """The MFH verdict of each pair next to the measured gain of the head that distils from it
+    (MIND's or MCKD's head minus the no-KD student's, AUROC, paired interval) and, on demo data,
+    the true γ of the generator (``gamma_true``, ``truth_verdict``, on the same val stays).
+
+    Returns the table, its markdown and the MLflow metrics ``mfh.<teacher>_to_<head>.<column>``."""
+    definition = task.definition
+    table = gammas.copy()
+    gains = differences[(differences["reference"] == "no_kd") & (differences["metric"] == "auroc")]
+    gains = gains.set_index(["model", "subset", "head"])
+    for column in ("gain", "gain_low", "gain_high"):
+        table[column] = np.nan
+    table["gain_model"] = None
+    table["gain_subset"] = None
+    for i, row in table.iterrows():
+        model = GAIN_OF.get(row["used_by"])
+        key = (model, HEAD_SUBSET[row["head"]], row["head"])
+        if model is None or key not in gains.index:
+            continue
+        found = gains.loc[key]
+        table.loc[i, ["gain", "gain_low", "gain_high"]] = [
+            found["difference"],
+            found["low"],
+            found["high"],
+        ]
+        table.loc[i, ["gain_model", "gain_subset"]] = [model, key[1]]
+    truth_logits = _unimodal_truth(truth, val_samples, definition)
+    if truth_logits is not None:
+        exact = mfh.true_gamma(*truth_logits, definition.kind, params.combine)
+        table = table.merge(exact, on=["teacher", "head"], how="left")
+        table["truth_verdict"] = [params.mfh.verdict(g) for g in table["gamma_true"]]
+    text = mfh.verdict_markdown(table, task.name, params.mfh)
+    metrics: dict[str, dict[str, float]] = {}
+    for _, row in table.iterrows():
+        name = f"mfh.{row['teacher']}_to_{row['head']}"
+        for column in ("gamma", "gamma_low", "gamma_high", "gamma_true"):
+            if column in row.index:
+                _put(metrics, f"{name}.{column}", row[column])
+    return table, text, metrics
+
+
+def _unimodal_truth(
+    truth: pd.DataFrame | None, samples: pd.DataFrame, definition: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The generator's per-modality truth logits of the paired ``samples`` (demo data), or None."""
+    paired = samples[samples["kind"].eq("paired")].rename(columns={"stay_id": "key"})
+    found = truth_predictions(truth, paired, definition.name, definition.labels, definition.kind)
+    if found is None:
+        return None
+    heads = {head: found[found["head"] == head] for head in ("ehr", "cxr")}
+    if any(frame.empty for frame in heads.values()):
+        return None
+    columns = [c for c in found.columns if str(c).startswith("logit_")]
+    return tuple(heads[h][columns].to_numpy(dtype=np.float64) for h in ("ehr", "cxr"))  # type: ignore[return-value]

@@ -13,6 +13,8 @@ Layout per task namespace (``ihm``, ``pheno``)::
         baselines.no_kd                  NoKdParams: the student's own head dropout and fit settings
         baselines.zero_filled            ZeroFilledParams: single-head joint fusion, filled X-ray
         baselines.medfuse                MedFuseParams: teacher-sized MedFuse (LSTM over tokens)
+        mckd                             MckdConfig: the ``mckd`` variant (MIND's student, MCKD)
+        mfh                              MfhParams: the modality-focusing diagnostic
         fit                              LoaderFitConfig: FitConfig + loader settings (MIND's;
                                          a baseline's ``fit`` block overrides its lr / weight decay)
         evaluation                       EvaluationParams: bootstrap, calibration, latency
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mindkd.evaluation.mfh import MfhParams
 from mindkd.evaluation.scoring import ScoreSettings
 from mindkd.models.registry import list_fusions, with_ehr_channels
 from mindkd.models.spec import EhrInput, EncoderSpec, ImageNormaliser, MissingImage
@@ -37,6 +40,7 @@ from mindkd.models.student import Routing
 from mindkd.tasks import TaskDefinition
 from mindkd.training.fit import LoaderFitConfig
 from mindkd.training.losses import EnsembleCombine, MindLossConfig
+from mindkd.training.mckd import MckdConfig
 from mindkd.training.spec import VARIANTS, DataSetting, ModelSpec, sized_spec
 
 Reference = Literal["no_kd", "zero_filled", "medfuse", "teachers"]
@@ -149,6 +153,8 @@ class DistillParams(MindLossConfig):
     max_teacher_fraction: float | None = Field(0.1, gt=0.0)
     student: ModelParams
     baselines: BaselineParams
+    mckd: MckdConfig = Field(default_factory=MckdConfig)
+    mfh: MfhParams = Field(default_factory=MfhParams)
     fit: LoaderFitConfig = Field(default_factory=LoaderFitConfig)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
 
@@ -161,7 +167,7 @@ class DistillParams(MindLossConfig):
 
     def architecture(self, variant: str) -> dict[str, Any]:
         """The network fields of ``variant``'s spec (``mindkd.models.spec.NetworkSpec``)."""
-        if variant == "mind":
+        if variant in ("mind", "mckd"):
             return {"architecture": "multi_head", **self.student.model_dump()}
         if variant == "no_kd":
             dropout = self.baselines.no_kd.head_dropout
@@ -185,7 +191,7 @@ class DistillParams(MindLossConfig):
 
     def fit_for(self, variant: str) -> LoaderFitConfig:
         """``variant``'s fit settings: the shared ``fit`` block with its baseline's overrides."""
-        if variant == "mind":
+        if variant in ("mind", "mckd"):
             return self.fit
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
@@ -197,9 +203,9 @@ class DistillParams(MindLossConfig):
     ) -> dict[str, Any]:
         """Every field of ``variant``'s model card but its sizes (``mindkd.training.spec``).
 
-        Only ``mind`` distils (``alpha`` from the parameters); the others train with
-        ``alpha = 0``. The EHR encoder takes ``ehr_input.width`` columns per hour
-        (``in_channels`` in its settings).
+        Only ``mind`` distils from the teachers (``alpha`` from the parameters); the others train
+        with ``alpha = 0``, ``mckd`` with its own cross-modal term (``mckd``). The EHR encoder
+        takes ``ehr_input.width`` columns per hour (``in_channels`` in its settings).
         """
         architecture = self.architecture(variant)
         ehr = architecture["ehr_encoder"]
@@ -210,6 +216,7 @@ class DistillParams(MindLossConfig):
             "kind": task.kind,
             "labels": task.labels,
             "loss": self.loss_config(None if variant == "mind" else 0.0),
+            "mckd": self.mckd if variant == "mckd" else None,
             "combine": self.combine,
             "data": self.data,
             "routing": self.routing,

@@ -2,7 +2,7 @@
 model variant, the teacher ensembles from the cache, and the evaluation.
 
 Namespaces (each a group in kedro-viz): ``<task>.distill`` (samples, targets, evaluation),
-``<task>.distill.<variant>`` for ``mind``, ``no_kd``, ``zero_filled``, ``medfuse`` and
+``<task>.distill.<variant>`` for ``mind``, ``no_kd``, ``zero_filled``, ``medfuse``, ``mckd`` and
 ``<task>.distill.teachers``. Run one task with ``--namespaces ihm``; one variant (after a first
 full run has written the samples and targets) with ``--namespaces ihm.distill.mind``. Inputs from
 other stages: ``<task>.cohort``, ``<task>.timeseries``, ``<task>.pairs``, ``<task>.teacher_logits``,
@@ -39,6 +39,7 @@ SPECIFY = {
     "no_kd": nodes.specify_no_kd,
     "zero_filled": nodes.specify_zero_filled,
     "medfuse": nodes.specify_medfuse,
+    "mckd": nodes.specify_mckd,
 }
 HEADS = ("routed", "ehr", "cxr", "fused")
 
@@ -246,6 +247,49 @@ def _evaluation(models: Sequence[str]) -> Pipeline:
     )
 
 
+def _modality_focus(task: str) -> Pipeline:
+    """The MFH diagnostic (namespace ``<task>.distill.mfh``): γ̂ of every teacher -> head pair from
+    the no-KD student's embeddings, then each verdict next to the measured gain of the head that
+    distils from that teacher (MIND's or MCKD's). Made with full names inside its namespace, like
+    ``_training_curves``: it reads a sibling namespace's (``no_kd``) datasets."""
+    scope = f"{task}.distill"
+    params = [f"params:{scope}", f"params:{task}.task"]
+    return Pipeline(
+        [
+            Node(
+                nodes.diagnose_modality_focus,
+                [
+                    f"{scope}.no_kd.weights",
+                    f"{scope}.no_kd.spec",
+                    f"{scope}.train_samples",
+                    f"{scope}.val_samples",
+                    f"{scope}.kd_targets",
+                    f"{task}.timeseries",
+                    "cxr_image_store",
+                    params[0],
+                ],
+                f"{scope}.mfh.gammas",
+                name="diagnose_modality_focus",
+                namespace=f"{scope}.mfh",
+            ),
+            Node(
+                nodes.judge_modality_focus,
+                [
+                    f"{scope}.mfh.gammas",
+                    f"{scope}.differences",
+                    f"{scope}.val_samples",
+                    "demo_truth_stays",
+                    *params,
+                ],
+                [f"{scope}.mfh.verdicts", f"{scope}.mfh.report", f"{scope}.mfh.metrics"],
+                name="judge_modality_focus",
+                namespace=f"{scope}.mfh",
+            ),
+        ],
+        tags=["distill_evaluation"],
+    )
+
+
 def create_task_pipeline(
     variants: Sequence[str] = VARIANTS, members: Mapping[str, Sequence[str]] | None = None
 ) -> Pipeline:
@@ -331,6 +375,7 @@ def create_pipeline(
                 ),
                 _training_curves(task, variants),
                 *([_confusion(task)] if _multiclass(task) else []),
+                *([_modality_focus(task)] if "no_kd" in variants else []),
             ],
             tags=[task],
         )

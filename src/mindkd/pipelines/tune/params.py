@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, model_validator
 
 from mindkd.pipelines.distill.params import DistillParams
-from mindkd.training.spec import VARIANTS
+from mindkd.training.spec import TUNED
 from mindkd.training.tuning import Distribution, StudySettings, with_values
 
 OWN_KEYS: dict[str, tuple[str, ...]] = {  # the keys (or key prefixes) each method may search
@@ -30,7 +30,7 @@ OWN_KEYS: dict[str, tuple[str, ...]] = {  # the keys (or key prefixes) each meth
         "fit.",
         "student.",
     ),
-    **{v: (f"baselines.{v}.",) for v in VARIANTS if v != "mind"},
+    **{v: (f"baselines.{v}.",) for v in TUNED if v != "mind"},
 }
 NEVER = ("fit.seed",)
 
@@ -47,8 +47,8 @@ class TuneParams(StudySettings):
     @model_validator(mode="after")
     def _own_keys(self) -> TuneParams:
         for method, space in self.spaces.items():
-            if method not in VARIANTS:
-                raise ValueError(f"spaces.{method}: not a method; methods: {VARIANTS}")
+            if method not in TUNED:
+                raise ValueError(f"spaces.{method}: not a method; methods: {TUNED}")
             if not space:
                 raise ValueError(f"spaces.{method}: empty; remove it or give it keys")
             for key in space:

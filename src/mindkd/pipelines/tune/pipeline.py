@@ -27,7 +27,7 @@ from kedro.pipeline import Node, Pipeline
 
 from mindkd.pipelines.distill import pipeline as distill
 from mindkd.tasks import TASKS, TEACHER_MEMBERS
-from mindkd.training.spec import VARIANTS
+from mindkd.training.spec import TUNED
 
 from .nodes import summarise_study, tune_method
 
@@ -58,7 +58,7 @@ def _study_node(task: str, method: str, members: Mapping[str, Sequence[str]]) ->
 
 
 def create_task_pipeline(
-    task: str, methods: Sequence[str] = VARIANTS, members: Mapping[str, Sequence[str]] | None = None
+    task: str, methods: Sequence[str] = TUNED, members: Mapping[str, Sequence[str]] | None = None
 ) -> Pipeline:
     """One task's tune stage: the distill samples (``<task>.distill``), one study per method and
     the summary (``<task>.tune``)."""
@@ -91,7 +91,7 @@ def create_task_pipeline(
 
 def create_pipeline(
     tasks: Sequence[str] = TASKS,
-    methods: Sequence[str] = VARIANTS,
+    methods: Sequence[str] = TUNED,
     members: Mapping[str, Sequence[str]] | None = None,
 ) -> Pipeline:
     """``kedro run --pipelines tune``: every task's studies (namespace ``<task>.tune``)."""
