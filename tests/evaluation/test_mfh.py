@@ -30,6 +30,7 @@ from mindkd.evaluation.calibration import logit
 from mindkd.evaluation.mfh import (
     MfhParams,
     Split,
+    choose_ridge,
     gamma_table,
     head_features,
     teacher_logits,
@@ -108,12 +109,20 @@ def test_a_modality_without_the_teachers_signal_reads_zero() -> None:
         h: np.concatenate([f, rng.normal(size=(len(f), 40))], axis=1)
         for h, f in val.features.items()
     }
+    weak = MfhParams(n_bootstrap=200, ridge=0.01)  # a penalty that lets the map memorise
     table = gamma_table(
-        Split(noisy, train.teachers), Split(noisy_val, val.teachers), "binary", PARAMS
+        Split(noisy, train.teachers), Split(noisy_val, val.teachers), "binary", weak
     ).set_index(["teacher", "head"])
     for pair in [("ehr", "cxr"), ("cxr", "ehr")]:
         assert table.loc[pair, "gamma"] < 0.05
         assert table.loc[pair, "gamma_low"] < 0.0 < table.loc[("ehr", "ehr"), "gamma_low"]
+
+
+def test_cross_validation_penalises_noise_and_spares_signal() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 30))
+    assert choose_ridge(x, rng.normal(size=(300, 1))) >= 1e3  # nothing to learn: shrink it all
+    assert choose_ridge(x, x[:, :3] @ np.ones((3, 1))) <= 1.0  # a clean linear signal
 
 
 def test_too_few_samples_give_no_verdict() -> None:

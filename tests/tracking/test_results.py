@@ -154,3 +154,36 @@ def test_the_tuning_block_alone_needs_no_seed_runs(store) -> None:
         results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuning"])
     with pytest.raises(results.ResultsError, match="unknown block"):
         results.collect(uri, "mindkd", ["ihm"], min_seeds=5, only=["tuned"])
+
+
+def test_the_mfh_block_puts_each_verdict_next_to_the_measured_gain(store) -> None:
+    """γ̂ and the true γ averaged over seeds, the verdict from the run's thresholds, and the gain
+    of the head that distils from the pair (MIND's own-modality heads, MCKD's cross pairs). The
+    runs' own threshold (fails_below 0.03, not the default 0.2) makes 0.04 `partial`."""
+    _, client, experiment = store
+    for seed, gamma in enumerate((0.02, 0.04, 0.06)):
+        rid = _run(client, experiment, seed, 0.7, start=seed)
+        extra = {
+            "ihm.distill.mfh.ehr_to_cxr.gamma": gamma,
+            "ihm.distill.mfh.ehr_to_cxr.gamma_true": 0.0,
+            "ihm.distill.mfh.ehr_to_ehr.gamma": 0.9,
+            "ihm.distill.mckd.paired.cxr.delta_auroc": -0.01 * (seed + 1),
+            "ihm.distill.mckd.paired.cxr.delta_auroc_low": -0.05,
+            "ihm.distill.mckd.paired.cxr.delta_auroc_high": -0.001,
+            "ihm.distill.mind.full.ehr.delta_auroc": 0.03,
+            "ihm.distill.mind.full.ehr.delta_auroc_low": 0.01,
+            "ihm.distill.mind.full.ehr.delta_auroc_high": 0.05,
+        }
+        client.log_batch(rid, metrics=[Metric(k, v, 0, 0) for k, v in extra.items()])
+        client.log_batch(rid, params=[Param("ihm.distill.mfh.fails_below", "0.03")])
+    seeds = results.select_seed_runs(client, "mindkd", "ihm", min_seeds=3)
+    table = results.blocks([seeds])["mfh"]
+    assert (
+        "| ihm | ehr → cxr | MCKD | 0.040 ± 0.020 | partial | 0.00 | no help | "
+        "-0.020 ± 0.010 (paired) | 0/3 | 3/3 |" in table
+    )
+    assert (
+        "| ihm | ehr → ehr | MIND | 0.900 | helps | – | – | +0.030 ± 0.000 (full) | 3/3 | 0/3 |"
+        in (table)
+    )
+    assert "cxr → cxr" not in table  # not measured: no row

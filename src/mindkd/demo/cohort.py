@@ -485,6 +485,10 @@ def truth_stays(cohort: Cohort) -> pd.DataFrame:
         out[f"z_i{j}"] = cohort.z_i[arow, j]
     for k, name in enumerate(vocab.PHENOTYPE_NAMES):
         out[f"p_{name}"] = cohort.pheno_p[arow, k]
+    unimodal = latent.phenotype_unimodal_probabilities(cohort.z_e[arow], cohort.z_i[arow])
+    for suffix in ("ehr_only", "cxr_only"):
+        for k, name in enumerate(vocab.PHENOTYPE_NAMES):
+            out[f"p_{name}_{suffix}"] = unimodal[suffix][:, k]
     for k, name in enumerate(vocab.PHENOTYPE_NAMES):
         out[f"y_{name}"] = cohort.pheno_y[arow, k]
     los = latent.los_class_probabilities(

@@ -7,7 +7,8 @@ N(0, 1)); per patient a chronic factor ``c`` ~ N(0, 1).
   ``MORTALITY_RATE``. The per-modality truths are the exact conditional expectations
   ``E[p | z_e]`` and ``E[p | z_i]`` (Gauss-Hermite quadrature over the other modality).
 - Phenotype k: ``logit = a_k + ehr_k · z_e + cxr_k · z_i + chronic_k · c``, ``a_k`` solved for
-  the phenotype's prevalence (``vocab.PHENOTYPES``).
+  the phenotype's prevalence (``vocab.PHENOTYPES``); the per-modality truths ``E[p | z_e]`` and
+  ``E[p | z_i]`` integrate the rest out (``phenotype_unimodal_probabilities``).
 - ICU length of stay (hours): ``log los = log median + σ (√(1 − r²) ε + r s)`` with the unit-variance
   score ``s = (W_LOS_EHR · z_e + W_LOS_CXR · z_i) / norm`` and ε ~ N(0, 1), clipped to
   ``[min, max]``: the marginal is the same log-normal for any r, and the class of the stay left
@@ -112,6 +113,22 @@ def phenotype_probabilities(z_e: np.ndarray, z_i: np.ndarray, chronic: np.ndarra
     """True phenotype probabilities, shape (n, 25), columns in ``vocab.PHENOTYPES`` order."""
     intercepts, ehr, cxr, load = phenotype_coefficients()
     return sigmoid(intercepts + z_e @ ehr.T + z_i @ cxr.T + np.outer(chronic, load))
+
+
+def phenotype_unimodal_probabilities(z_e: np.ndarray, z_i: np.ndarray) -> dict[str, np.ndarray]:
+    """True phenotype probabilities given one modality's latent, shape (n, 25) each: ``ehr_only``
+    = ``E[p | z_e]`` (the image part and the chronic factor integrated out, Gauss-Hermite) and
+    ``cxr_only`` = ``E[p | z_i]``. The chronic factor is independent of both in-stay latents."""
+    intercepts, ehr, cxr, chronic = phenotype_coefficients()
+    sd_without_cxr = np.sqrt((cxr**2).sum(1) + chronic**2)  # (K,): what z_e alone does not see
+    sd_without_ehr = np.sqrt((ehr**2).sum(1) + chronic**2)
+    eta_e = intercepts + z_e @ ehr.T  # (n, K)
+    eta_i = intercepts + z_i @ cxr.T
+    out = {"ehr_only": np.empty_like(eta_e), "cxr_only": np.empty_like(eta_i)}
+    for k in range(len(intercepts)):
+        out["ehr_only"][:, k] = expected_sigmoid(eta_e[:, k], float(sd_without_cxr[k]))
+        out["cxr_only"][:, k] = expected_sigmoid(eta_i[:, k], float(sd_without_ehr[k]))
+    return out
 
 
 def outside_stay_image_latents(chronic: np.ndarray, rng: np.random.Generator) -> np.ndarray:

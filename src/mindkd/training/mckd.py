@@ -75,7 +75,7 @@ class MckdConfig(BaseModel):
     distance: Literal["l1", "mse"] = "l1"
     meta_lr: float = Field(1e-2, gt=0.0)
     meta_weight_decay: float = Field(5e-4, ge=0.0)
-    meta_every: int = Field(10, ge=1)
+    meta_every: int = Field(1, ge=1)
     meta_batches: int = Field(1, ge=1)
     meta_fraction: float = Field(0.1, gt=0.0, lt=0.5)
 
