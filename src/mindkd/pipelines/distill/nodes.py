@@ -627,6 +627,15 @@ def diagnose_modality_focus(
         for s in (train_samples, val_samples)
     ]
     table = mfh.gamma_table(splits[0], splits[1], card.kind, params.mfh)
+    if table["gamma"].isna().all():
+        logger.warning(
+            "%s MFH: no verdict, %d paired train and %d paired val stays (mfh.min_samples: %d)",
+            card.task,
+            len(splits[0]),
+            len(splits[1]),
+            params.mfh.min_samples,
+        )
+        return table
     for _, row in table.iterrows():
         logger.info(
             "%s MFH %s -> %s: gamma %.3f [%.3f, %.3f] (%s)",
