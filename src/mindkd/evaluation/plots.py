@@ -29,10 +29,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from mindkd.models.batch import TaskKind
 
 from .calibration import probabilities
-from .scoring import aligned_logits, subset_keys
-
-#: The subset each head is drawn on: the one where it covers every sample.
-HEAD_SUBSET = {"routed": "full", "ehr": "full", "cxr": "paired", "fused": "paired"}
+from .scoring import HEAD_SUBSET, aligned_logits, subset_keys
 
 
 def _flat(y: np.ndarray, p: np.ndarray, kind: TaskKind) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,8 @@ class BootstrapConfig(BaseModel):
 
 SUBSETS: tuple[str, ...] = ("full", "paired", "ehr_only")
 HEAD_ORDER: tuple[str, ...] = ("routed", "ehr", "cxr", "fused")
+#: The widest subset each head covers: the routed and EHR heads every stay, the others the paired.
+HEAD_SUBSET: dict[str, str] = {"routed": "full", "ehr": "full", "cxr": "paired", "fused": "paired"}
 
 
 class ScoreSettings(BootstrapConfig):

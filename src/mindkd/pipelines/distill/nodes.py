@@ -44,7 +44,7 @@ from mindkd.evaluation.plots import (
     subgroup_figure,
     training_curves_figure,
 )
-from mindkd.evaluation.scoring import ALL_METRICS, Scores
+from mindkd.evaluation.scoring import ALL_METRICS, HEAD_SUBSET, Scores
 from mindkd.evaluation.subgroups import SCORES as SUBGROUP_SCORES
 from mindkd.evaluation.subgroups import metric_key, score_subgroups, subgroup_markdown
 from mindkd.io.array_store import ArrayStore
@@ -650,10 +650,9 @@ def diagnose_modality_focus(
     return table
 
 
-#: The model whose head a (teacher, head) pair's measured gain is read from, and the test subset
-#: the head is scored on (the EHR head on every stay; the others on the paired stays).
+#: The model whose head a (teacher, head) pair's measured gain is read from; the head is scored on
+#: the widest test subset it covers (``scoring.HEAD_SUBSET``).
 GAIN_OF = {"MIND": "mind", "MCKD": "mckd"}
-HEAD_SUBSET = {"ehr": "full", "cxr": "paired", "fused": "paired"}
 
 
 def judge_modality_focus(
