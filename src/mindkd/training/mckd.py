@@ -36,7 +36,6 @@ Where this departs, and why:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -49,8 +48,6 @@ from mindkd.models.batch import HeadOutput, TaskKind, TaskSpec
 from mindkd.models.student import paired_rows
 from mindkd.training.device import to_device
 from mindkd.training.losses import EnsembleCombine, MindLoss, MindLossConfig
-
-logger = logging.getLogger(__name__)
 
 MODALITIES: tuple[str, str] = ("ehr", "cxr")
 PAIRS: tuple[tuple[str, str], ...] = (("ehr", "cxr"), ("cxr", "ehr"))  # (teacher, student)
